@@ -1,0 +1,258 @@
+"""The ``contentstore`` command line.
+
+Errors are one line on stderr (``contentstore: error: …``) with exit status 1; usage
+errors exit 2; a traceback only with ``-v``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+
+from . import __version__, config as configuration, pluginmanager
+from .errors import ContentStoreError
+from .store import Store
+
+PROG = "contentstore"
+
+
+def human_size(size: int) -> str:
+    """Sizes as Docker prints them (SI units)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.3g}{unit}"
+        value /= 1000
+    return f"{size}B"
+
+
+class Context:
+    """What every command gets: the parsed options and, lazily, the store."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            disabled = {name[3:] for name in self.args.plugin_options if name.startswith("no:")}
+            plugins = pluginmanager.create(disabled=disabled)
+            for failure in plugins.failures:
+                self.warn(f"plugin {failure.name!r} failed to load and is ignored: {failure.error}")
+            self._store = Store(self.args.root, plugins=plugins)
+        return self._store
+
+    @property
+    def config(self) -> configuration.Config:
+        return configuration.load(self.args.config)
+
+    def out(self, text: str = "") -> None:
+        print(text, flush=True)
+
+    def info(self, text: str) -> None:
+        if not self.args.quiet:
+            print(text, flush=True)
+
+    def warn(self, text: str) -> None:
+        print(f"{PROG}: warning: {text}", file=sys.stderr, flush=True)
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_blob_put(ctx: Context) -> int:
+    source = ctx.args.file
+    if source == "-":
+        info = ctx.store.put(sys.stdin.buffer, expected=ctx.args.expected)
+    else:
+        with open(source, "rb") as f:
+            info = ctx.store.put(f, expected=ctx.args.expected)
+    ctx.out(info.digest)
+    return 0
+
+
+def cmd_blob_get(ctx: Context) -> int:
+    with ctx.store.open(ctx.args.digest) as blob:
+        if ctx.args.output in (None, "-"):
+            shutil.copyfileobj(blob, sys.stdout.buffer, 1 << 20)
+            sys.stdout.buffer.flush()
+        else:
+            with open(ctx.args.output, "wb") as out:
+                shutil.copyfileobj(blob, out, 1 << 20)
+    return 0
+
+
+def cmd_blob_ls(ctx: Context) -> int:
+    for blob in ctx.store.blobs():
+        ctx.out(f"{blob.digest}\t{blob.size}")
+    return 0
+
+
+def cmd_images(ctx: Context) -> int:
+    images = ctx.store.images()
+    if ctx.args.format == "json":
+        ctx.out(json.dumps([
+            {"reference": image.reference, "digest": str(image.digest), "mediaType": image.media_type,
+             "size": image.size, "platform": str(image.platform) if image.platform else None}
+            for image in images
+        ], indent=2))
+        return 0
+    rows = [("REFERENCE", "DIGEST", "SIZE")]
+    rows += [(image.reference, image.digest, human_size(image.size)) for image in images]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(2)]
+    for ref, digest, size in rows:
+        ctx.out(f"{ref:<{widths[0]}}   {digest:<{widths[1]}}   {size}")
+    return 0
+
+
+def cmd_inspect(ctx: Context) -> int:
+    ctx.out(json.dumps(ctx.store.inspect(ctx.args.ref, platform=ctx.args.platform), indent=2))
+    return 0
+
+
+def cmd_tag(ctx: Context) -> int:
+    ctx.store.tag(ctx.args.src, ctx.args.dest)
+    return 0
+
+
+def cmd_rmi(ctx: Context) -> int:
+    status = 0
+    for ref in ctx.args.refs:
+        try:
+            ctx.store.untag(ref)
+        except ContentStoreError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        ctx.info(f"Untagged: {ref}")
+    return status
+
+
+def cmd_gc(ctx: Context) -> int:
+    report = ctx.store.gc(dry_run=ctx.args.dry_run)
+    verb = "would delete" if report.dry_run else "deleted"
+    for blob in report.removed:
+        ctx.info(f"{verb}: {blob.digest} ({human_size(blob.size)})")
+    for ingest in report.ingests:
+        ctx.info(f"{verb} stale ingest: {ingest.ref} ({human_size(ingest.offset)})")
+    what = "Reclaimable space" if report.dry_run else "Total reclaimed space"
+    ctx.out(f"{what}: {human_size(report.removed_bytes)} "
+            f"({len(report.removed)} blobs, {len(report.ingests)} ingests; {report.kept} blobs kept)")
+    return 0
+
+
+def cmd_verify(ctx: Context) -> int:
+    report = ctx.store.verify()
+    for name, actual in report.corrupt:
+        print(f"{PROG}: error: corrupt blob {name}: content hashes to {actual}", file=sys.stderr)
+    for ref, digest in report.missing:
+        print(f"{PROG}: error: {ref} points to missing blob {digest}", file=sys.stderr)
+    ctx.info(f"verified {report.checked} blobs: {len(report.corrupt)} corrupt, "
+             f"{len(report.missing)} missing")
+    return 0 if report.ok else 1
+
+
+def cmd_plugins(ctx: Context) -> int:
+    rows = [("NAME", "KIND", "VERSION", "DISTRIBUTION")]
+    rows += [(p.name, p.kind, p.version, p.distribution) for p in ctx.store.plugins.info()]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        ctx.out("   ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row[:3])) + "   " + row[3])
+    for failure in ctx.store.plugins.failures:
+        ctx.out(f"(broken) {failure.name}: {failure.error}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="A daemon-less local content store "
+                                     "for container images and OCI artifacts.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--root", metavar="DIR", help="store root (default: $CONTENTSTORE_ROOT or "
+                        "the user data directory)")
+    parser.add_argument("--config", metavar="FILE", help="configuration file (default: "
+                        "$CONTENTSTORE_CONFIG or the user config directory)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only what was asked for")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details; tracebacks on errors")
+    parser.add_argument("-p", dest="plugin_options", metavar="no:NAME", action="append", default=[],
+                        help="disable the plugin NAME (repeatable); also $CONTENTSTORE_DISABLE_PLUGINS")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    blob = commands.add_parser("blob", help="raw blob access")
+    blob_commands = blob.add_subparsers(dest="blob_command", metavar="SUBCOMMAND", required=True)
+    put = blob_commands.add_parser("put", help="store a file ('-' for stdin); print its digest")
+    put.add_argument("file")
+    put.add_argument("--expected", metavar="DIGEST", help="refuse content with another digest")
+    put.set_defaults(func=cmd_blob_put)
+    get = blob_commands.add_parser("get", help="write a blob to stdout or a file")
+    get.add_argument("digest")
+    get.add_argument("-o", "--output", metavar="FILE")
+    get.set_defaults(func=cmd_blob_get)
+    blob_commands.add_parser("ls", help="list blobs: digest and size").set_defaults(func=cmd_blob_ls)
+
+    images = commands.add_parser("images", help="list local references: reference, digest, size")
+    images.add_argument("--format", choices=["table", "json"], default="table")
+    images.set_defaults(func=cmd_images)
+
+    inspect = commands.add_parser("inspect", help="JSON: digest, media type, platform, config, layers")
+    inspect.add_argument("ref", metavar="REF-or-DIGEST")
+    inspect.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
+    inspect.set_defaults(func=cmd_inspect)
+
+    tag = commands.add_parser("tag", help="add a local reference")
+    tag.add_argument("src", metavar="SRC")
+    tag.add_argument("dest", metavar="DEST")
+    tag.set_defaults(func=cmd_tag)
+
+    rmi = commands.add_parser("rmi", help="remove local references (blobs stay until gc)")
+    rmi.add_argument("refs", metavar="REF", nargs="+")
+    rmi.set_defaults(func=cmd_rmi)
+
+    gc = commands.add_parser("gc", help="delete blobs no reference reaches")
+    gc.add_argument("--dry-run", action="store_true", help="report, delete nothing")
+    gc.set_defaults(func=cmd_gc)
+
+    commands.add_parser("verify", help="rehash every blob; non-zero exit if any is corrupt"
+                        ).set_defaults(func=cmd_verify)
+    commands.add_parser("plugins", help="installed plugins: name, kind, version, distribution"
+                        ).set_defaults(func=cmd_plugins)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for option in args.plugin_options:
+        if not option.startswith("no:") or len(option) <= 3:
+            parser.error(f"-p takes no:NAME, not {option!r}")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format=f"{PROG}: %(levelname)s: %(message)s")
+    ctx = Context(args)
+    try:
+        return args.func(ctx)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except (ContentStoreError, OSError) as exc:
+        if args.verbose:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, OSError) and not isinstance(exc, ContentStoreError):
+            message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else message
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

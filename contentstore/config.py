@@ -1,0 +1,121 @@
+"""The TOML configuration file: per-registry mirrors and insecure flags, concurrency.
+
+Found at ``--config``, else ``$CONTENTSTORE_CONFIG``, else
+``platformdirs.user_config_path("contentstore") / "config.toml"`` (a missing default
+file is an empty configuration). A malformed file or an unknown key is a
+:class:`ConfigError` naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from .errors import ConfigError
+
+CONFIG_ENV = "CONTENTSTORE_CONFIG"
+
+_TOP_KEYS = {"registry": dict, "max_concurrent_downloads": int, "max_concurrent_uploads": int}
+_REGISTRY_KEYS = {"mirrors": list, "insecure": bool, "mirror_fallback": bool}
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """Settings of one registry host.
+
+    :param mirrors: base URLs tried before the registry itself, in order.
+    :param insecure: allow plain HTTP and unverified TLS for this host.
+    :param mirror_fallback: go on to the registry itself when every mirror failed
+        (``false`` for sites that must never reach it).
+    """
+
+    mirrors: tuple[str, ...] = ()
+    insecure: bool = False
+    mirror_fallback: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    registries: dict[str, RegistryConfig] = field(default_factory=dict)
+    max_concurrent_downloads: int = 3
+    max_concurrent_uploads: int = 5
+
+    def registry(self, host: str) -> RegistryConfig:
+        return self.registries.get(host, RegistryConfig())
+
+
+def default_path() -> Path:
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else platformdirs.user_config_path("contentstore") / "config.toml"
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    explicit = path is not None or CONFIG_ENV in os.environ
+    path = Path(path) if path is not None else default_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{path}: configuration file not found") from None
+        return Config()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return _build(path, text, data)
+
+
+def _line_of(text: str, key: str) -> int:
+    pattern = re.compile(rf'^\s*(?:{re.escape(key)}|"{re.escape(key)}")\s*=', re.M)
+    match = pattern.search(text)
+    return text.count("\n", 0, match.start()) + 1 if match else 1
+
+
+def _check(path: Path, text: str, table: dict, allowed: dict, where: str) -> None:
+    for key, value in table.items():
+        if key not in allowed:
+            raise ConfigError(f"{path}:{_line_of(text, key)}: unknown key {key!r}{where}")
+        expected = allowed[key]
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"{path}:{_line_of(text, key)}: {key!r}{where} must be a {expected.__name__}"
+            )
+
+
+def _build(path: Path, text: str, data: dict) -> Config:
+    _check(path, text, data, _TOP_KEYS, "")
+    registries = {}
+    for host, table in data.get("registry", {}).items():
+        where = f' in [registry."{host}"]'
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}:{_line_of(text, host)}: registry.{host} must be a table")
+        _check(path, text, table, _REGISTRY_KEYS, where)
+        mirrors = table.get("mirrors", [])
+        for mirror in mirrors:
+            if not isinstance(mirror, str) or not re.match(r"^https?://[^/\s]+/?$", mirror):
+                raise ConfigError(
+                    f"{path}:{_line_of(text, 'mirrors')}: mirror {mirror!r}{where} must be "
+                    "http(s)://host[:port]"
+                )
+        registries[host] = RegistryConfig(
+            mirrors=tuple(m.rstrip("/") for m in mirrors),
+            insecure=table.get("insecure", False),
+            mirror_fallback=table.get("mirror_fallback", True),
+        )
+    for key in ("max_concurrent_downloads", "max_concurrent_uploads"):
+        if key in data and data[key] < 1:
+            raise ConfigError(f"{path}:{_line_of(text, key)}: {key!r} must be at least 1")
+    return Config(
+        path=path,
+        registries=registries,
+        max_concurrent_downloads=data.get("max_concurrent_downloads", 3),
+        max_concurrent_uploads=data.get("max_concurrent_uploads", 5),
+    )
