@@ -111,13 +111,20 @@ class Reference:
 
     @property
     def familiar_name(self) -> str:
-        """The short name Docker prints: ``alpine`` for ``docker.io/library/alpine``."""
-        if self.registry == DEFAULT_REGISTRY:
-            prefix = f"{OFFICIAL_NAMESPACE}/"
-            if self.repository.startswith(prefix) and "/" not in self.repository[len(prefix):]:
-                return self.repository[len(prefix):]
-            return self.repository
-        return self.name
+        """The short name Docker prints: ``alpine`` for ``docker.io/library/alpine``.
+
+        Unlike Docker, the registry is kept when dropping it would make the first path
+        component read as a registry (``docker.io/my.org/app``).
+        """
+        if self.registry != DEFAULT_REGISTRY:
+            return self.name
+        short = self.repository
+        prefix = f"{OFFICIAL_NAMESPACE}/"
+        if short.startswith(prefix) and "/" not in short[len(prefix):]:
+            return short[len(prefix):]
+        if _split_registry(short)[0] != DEFAULT_REGISTRY:
+            return self.name
+        return short
 
     def with_tag(self, tag: str) -> "Reference":
         if not _TAG_ONLY.fullmatch(tag):
