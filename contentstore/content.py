@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -176,8 +177,9 @@ class ContentStore:
     def __init__(self, root: Path, state_dir: Path):
         self.blobs_dir = Path(root) / "blobs"
         self.ingest_dir = Path(state_dir) / "ingest"
-        self.blobs_dir.mkdir(parents=True, exist_ok=True)
-        self.ingest_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir = Path(state_dir) / "tmp"  # one-shot writes of in-memory content
+        for directory in (self.blobs_dir, self.ingest_dir, self.tmp_dir):
+            directory.mkdir(parents=True, exist_ok=True)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -255,7 +257,7 @@ class ContentStore:
             atomic_write(state, json.dumps({
                 "ref": ref, "expected": expected, "total": total,
                 "started_at": previous.get("started_at", time.time()),
-            }).encode())
+            }).encode(), durable=False)  # advisory: the data file is the ingest's truth
             return IngestWriter(self, ref, directory, lock, expected_digest, total, algorithm)
         except BaseException:
             lock.release()
@@ -268,13 +270,11 @@ class ContentStore:
             expected = Digest(expected)
             if self.exists(expected):
                 return BlobInfo(expected, self.size(expected))
-        ref = f"put-{expected}" if expected else f"put-{uuid.uuid4().hex}"
         if isinstance(data, (bytes, bytearray, memoryview)):
-            data = memoryview(data)
-            seekable, base = True, 0
-        else:
-            seekable = _seekable(data)
-            base = data.tell() if seekable else 0
+            return self._put_bytes(memoryview(data), expected, size, algorithm)
+        ref = f"put-{expected}" if expected else f"put-{uuid.uuid4().hex}"
+        seekable = _seekable(data)
+        base = data.tell() if seekable else 0
         with self.writer(ref, expected=expected, total=size, algorithm=algorithm) as writer:
             if expected and self.exists(expected):  # another process stored it meanwhile
                 writer.abort()
@@ -295,11 +295,34 @@ class ContentStore:
             self._write_from(writer, data, base, seekable)
             return writer.commit()
 
+    def _put_bytes(self, data: memoryview, expected: Digest | None, size: int | None,
+                   algorithm: str) -> BlobInfo:
+        """In-memory content: hash first, then one private temp file, fsync, rename.
+
+        Nothing to resume, so no named ingest, lock or state is needed.
+        """
+        hasher = digests.new_hasher(expected.algorithm if expected else algorithm)
+        hasher.update(data)
+        actual = digests.from_hasher(hasher)
+        if size is not None and size != len(data):
+            raise SizeMismatch(size, len(data), expected or actual)
+        if expected and actual != expected:
+            raise DigestMismatch(expected, actual, "blob")
+        if not self.exists(actual):
+            fd, tmp = tempfile.mkstemp(prefix="put-", dir=self.tmp_dir)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                self._install(Path(tmp), actual)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        return BlobInfo(actual, len(data))
+
     @staticmethod
     def _write_from(writer: IngestWriter, data, offset: int, seekable: bool) -> None:
-        if isinstance(data, memoryview):
-            writer.write(data[offset:])  # base is 0 for in-memory bytes
-            return
         if seekable:
             data.seek(offset)
         writer.copy_from(data)
@@ -354,6 +377,14 @@ class ContentStore:
                         shutil.rmtree(directory, ignore_errors=True)
             finally:
                 lock.release()
+        for leftover in self.tmp_dir.iterdir():  # from a process killed mid-put
+            with contextlib.suppress(FileNotFoundError):
+                stat = leftover.stat()
+                if stat.st_mtime <= cutoff:
+                    removed.append(IngestStatus(leftover.name, stat.st_size, None, None,
+                                                stat.st_mtime, stat.st_mtime, False))
+                    if not dry_run:
+                        leftover.unlink()
         return removed
 
     # -- checking ------------------------------------------------------------------------

@@ -1,9 +1,6 @@
-import shutil
-
 import pytest
 
-from contentstore import Store
-from contentstore import pluginmanager
+from contentstore import Store, pluginmanager
 
 
 @pytest.fixture
@@ -14,12 +11,3 @@ def store(tmp_path):
 @pytest.fixture
 def plugins():
     return pluginmanager.create()
-
-
-def require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if __import__("os").environ.get("CI"):
-            pytest.fail(f"{tool} is not installed; .ci/run installs it")
-        pytest.skip(f"{tool} is not installed")
-    return path

@@ -6,7 +6,7 @@ from contentstore import digest as digests
 from contentstore import mediatypes as mt
 from contentstore.errors import UnsupportedMediaType
 
-from .images import build_image, build_index
+from images import build_image, build_index
 
 
 def all_blobs(store):
@@ -83,6 +83,10 @@ def test_gc_removes_stale_ingests_only(store):
     assert [i.ref for i in store.content.ingests()] == ["live"]
     # through gc, with the default age, a fresh ingest stays
     assert store.gc().ingests == []
+    leftover = store.content.tmp_dir / "put-killed"
+    leftover.write_bytes(b"half a put")
+    assert "put-killed" in [i.ref for i in store.content.remove_stale_ingests(older_than=0)]
+    assert not leftover.exists()
 
 
 def test_verify_reports_corrupt_and_missing(store):

@@ -3,8 +3,8 @@
 import json
 import subprocess
 
-from .conftest import require
-from .images import build_image, build_index
+from tools import require
+from images import build_image, build_index
 
 REF = "127.0.0.1:5000/team/app:1.0"
 
