@@ -13,21 +13,13 @@ import os
 import shutil
 import sys
 
-from . import __version__, config as configuration, pluginmanager
+from . import __version__, pluginmanager
 from .errors import ContentStoreError
+from .progress import for_stream, human_size, quiet
+from .reference import Reference
 from .store import Store
 
 PROG = "contentstore"
-
-
-def human_size(size: int) -> str:
-    """Sizes as Docker prints them (SI units)."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.3g}{unit}"
-        value /= 1000
-    return f"{size}B"
 
 
 class Context:
@@ -44,12 +36,8 @@ class Context:
             plugins = pluginmanager.create(disabled=disabled)
             for failure in plugins.failures:
                 self.warn(f"plugin {failure.name!r} failed to load and is ignored: {failure.error}")
-            self._store = Store(self.args.root, plugins=plugins)
+            self._store = Store(self.args.root, plugins=plugins, config=self.args.config)
         return self._store
-
-    @property
-    def config(self) -> configuration.Config:
-        return configuration.load(self.args.config)
 
     def out(self, text: str = "") -> None:
         print(text, flush=True)
@@ -63,6 +51,18 @@ class Context:
 
 
 # -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_pull(ctx: Context) -> int:
+    progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
+    store = ctx.store
+    result = store.pull(ctx.args.ref, platform=ctx.args.platform, all_platforms=ctx.args.all_platforms,
+                        all_tags=ctx.args.all_tags, progress=progress)
+    if ctx.args.all_tags:
+        ctx.out(Reference.parse(ctx.args.ref, default_tag=None).name)
+    else:
+        ctx.out(result.reference)
+    return 0
 
 
 def cmd_blob_put(ctx: Context) -> int:
@@ -184,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-p", dest="plugin_options", metavar="no:NAME", action="append", default=[],
                         help="disable the plugin NAME (repeatable); also $CONTENTSTORE_DISABLE_PLUGINS")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    pull = commands.add_parser("pull", help="pull an image or a repository from a registry")
+    pull.add_argument("ref", metavar="REF")
+    pull.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="platform to select from a "
+                      "multi-platform image (default: this host's)")
+    pull.add_argument("--all-platforms", action="store_true", help="keep every platform of an index")
+    pull.add_argument("-a", "--all-tags", action="store_true", help="pull every tag of the repository")
+    pull.set_defaults(func=cmd_pull)
 
     blob = commands.add_parser("blob", help="raw blob access")
     blob_commands = blob.add_subparsers(dest="blob_command", metavar="SUBCOMMAND", required=True)

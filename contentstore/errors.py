@@ -111,3 +111,50 @@ class IngestLocked(ContentStoreError):
     def __init__(self, ref: str):
         super().__init__(f"ingest {ref!r} is being written by another process")
         self.ref = ref
+
+
+# -- registries ----------------------------------------------------------------------------
+
+
+class RegistryError(ContentStoreError):
+    """A registry answered with an error, or could not be reached.
+
+    :ivar status: the HTTP status, or ``None`` when no answer came.
+    :ivar codes: the OCI error codes of the answer (``MANIFEST_UNKNOWN``, ``DENIED`` …).
+    :ivar url: the URL asked.
+    """
+
+    def __init__(self, message: str, status: int | None = None, codes: tuple[str, ...] = (),
+                 url: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.codes = tuple(codes)
+        self.url = url
+
+
+class RegistryUnreachable(RegistryError):
+    """No HTTP answer came: connection refused or cut, TLS failure, timeout."""
+
+
+class Unauthorized(RegistryError):
+    """The registry wants credentials that were not given, or refused those given."""
+
+
+class Denied(RegistryError):
+    """The credentials were accepted but do not allow this access."""
+
+
+class RemoteNotFound(RegistryError, NotFound):
+    """The registry has no such repository, tag, manifest or blob."""
+
+
+class TooManyRequests(RegistryError):
+    """The registry kept answering 429 after every retry."""
+
+
+class NotV2Registry(RegistryError):
+    """The endpoint does not speak the registry v2 API."""
+
+
+class ManifestTooLarge(RegistryError):
+    """A manifest was bigger than the 4 MiB limit."""

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
     from .digest import Digest
     from .endpoint import Endpoint
-    from .manifest import ImageManifest, Manifest
+    from .manifest import Descriptor, ImageManifest, Manifest
     from .reference import Reference
 
 hookspec = pluggy.HookspecMarker("contentstore")
@@ -104,7 +104,7 @@ def contentstore_layer_compression(media_type: str) -> str | None:
 
 @hookspec(firstresult=True)
 def contentstore_convert_manifest(
-    manifest: ImageManifest, diff_ids: list[Digest], reference: Reference
+    manifest: ImageManifest, layers: list[Descriptor], diff_ids: list[Digest], reference: Reference
 ) -> tuple[bytes, bytes] | None:
     """Build an image config and an OCI manifest for a manifest that has no config blob.
 
@@ -113,7 +113,8 @@ def contentstore_convert_manifest(
     converted manifest so every OCI tool can read it (Docker's MakeConfigFromV1Config).
 
     :param manifest: the parsed original, as this plugin's ``parse_manifest`` made it.
-    :param diff_ids: the diffID of each of ``manifest.layers``, in order.
+    :param layers: ``manifest.layers`` as downloaded, with their real sizes.
+    :param diff_ids: the diffID of each of ``layers``, in order.
     :param reference: the reference being pulled (for messages).
     :return: ``(config_bytes, manifest_bytes)``, or ``None`` if this plugin did not
         parse ``manifest``. Stops at the first non-``None`` result.

@@ -190,9 +190,9 @@ class Plugins:
             )
         return compression
 
-    def convert_manifest(self, manifest, diff_ids, reference) -> tuple[bytes, bytes] | None:
+    def convert_manifest(self, manifest, layers, diff_ids, reference) -> tuple[bytes, bytes] | None:
         return self.pm.hook.contentstore_convert_manifest(
-            manifest=manifest, diff_ids=diff_ids, reference=reference
+            manifest=manifest, layers=layers, diff_ids=diff_ids, reference=reference
         )
 
     # -- fallback policies --------------------------------------------------------------

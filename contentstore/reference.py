@@ -126,6 +126,15 @@ class Reference:
             return self.name
         return short
 
+    def familiar(self) -> str:
+        """The whole reference as Docker prints it: ``alpine:latest``."""
+        text = self.familiar_name
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
     def with_tag(self, tag: str) -> "Reference":
         if not _TAG_ONLY.fullmatch(tag):
             raise InvalidReference(f"invalid tag {tag!r}")

@@ -16,6 +16,7 @@ from typing import BinaryIO, Iterator
 import platformdirs
 
 from . import gc as _gc
+from . import config as configuration
 from . import pluginmanager
 from .content import BlobInfo, ContentStore, IngestWriter
 from .digest import Digest, is_valid
@@ -26,6 +27,7 @@ from .manifest import (MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, Image
                        Manifest, ManifestIndex, load_json)
 from .metadata import Metadata
 from .platform import Platform
+from .progress import ProgressCallback
 from .reference import Reference
 
 APP_NAME = "contentstore"
@@ -62,7 +64,8 @@ class Store:
     """A content store rooted at ``root`` (default: :func:`default_root`)."""
 
     def __init__(self, root: str | os.PathLike | None = None,
-                 plugins: pluginmanager.Plugins | None = None):
+                 plugins: pluginmanager.Plugins | None = None,
+                 config: configuration.Config | str | os.PathLike | None = None):
         self.root = Path(root) if root else default_root()
         self.state_dir = self.root / STATE_DIR
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -70,6 +73,14 @@ class Store:
         self.layout = Layout(self.root, self.state_dir)
         self.metadata = Metadata(self.state_dir / "metadata.db")
         self.plugins = plugins if plugins is not None else pluginmanager.create()
+        self._config = config
+
+    @property
+    def config(self) -> configuration.Config:
+        """The configuration: as given, else loaded from its default place on first use."""
+        if not isinstance(self._config, configuration.Config):
+            self._config = configuration.load(self._config)
+        return self._config
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -260,6 +271,27 @@ class Store:
             result["config"] = image.config.to_json() if image.config else None
             result["layers"] = [layer.to_json() for layer in image.layers]
         return result
+
+    # -- registries ----------------------------------------------------------------------
+
+    def pull(self, ref: str, platform: str | Platform | None = None, all_platforms: bool = False,
+             all_tags: bool = False, progress: ProgressCallback | None = None):
+        """Pull ``ref`` from its registry into the store, as ``docker pull`` does.
+
+        :param platform: ``os/arch[/variant]`` to select from an index (default: the host's).
+        :param all_platforms: keep every platform of an index.
+        :param all_tags: pull every tag of the repository ``ref`` names.
+        :param progress: called with each :class:`~contentstore.progress.ProgressEvent`.
+        :return: the pulled :class:`Image` (a list of them with ``all_tags``).
+        """
+        from .pull import Puller
+
+        wanted = Platform.parse(platform) if isinstance(platform, str) else platform
+        results = Puller(self, self.config, progress).pull(
+            ref, platform=wanted, all_platforms=all_platforms, all_tags=all_tags)
+        images = [self._image(str(r.reference), r.descriptor, wanted, strict=not all_platforms or bool(wanted))
+                  for r in results]
+        return images if all_tags else images[0]
 
     # -- maintenance ---------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from images import build_image, build_index
 @pytest.fixture
 def cli(tmp_path):
     root = tmp_path / "store"
+    (tmp_path / "none.toml").write_text("")
     env = {**os.environ, "CONTENTSTORE_ROOT": str(root), "CONTENTSTORE_CONFIG": str(tmp_path / "none.toml")}
     env.pop("CONTENTSTORE_DISABLE_PLUGINS", None)
 

@@ -1,0 +1,143 @@
+"""Registry authentication: ``WWW-Authenticate`` challenges, Basic, and Bearer tokens.
+
+The registry's answer to ``GET /v2/`` (or to any request) says how to authenticate. For
+Bearer, a token is fetched from the realm for each scope (anonymously, with a username
+and password, or with an identity token as an OAuth2 refresh token) and cached until it
+expires or the registry refuses it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+import requests
+
+from .credentials import Credentials
+from .errors import RegistryError, Unauthorized
+from .transport import TIMEOUT, error_codes, unreachable
+
+_PARAM = re.compile(r'([\w.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s"]*))')
+_CHALLENGE = re.compile(
+    r'([A-Za-z][\w.-]*)(?:\s+|$)((?:[\w.-]+\s*=\s*(?:"(?:[^"\\]|\\.)*"|[^,\s"]*)\s*(?:,\s*|$))*)'
+)
+
+#: Tokens are renewed this many seconds before they expire.
+EXPIRY_MARGIN = 10
+DEFAULT_TOKEN_LIFETIME = 60
+CLIENT_ID = "contentstore"
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str  # "basic" or "bearer", lower case
+    params: dict = field(default_factory=dict)
+
+    @property
+    def realm(self) -> str | None:
+        return self.params.get("realm")
+
+
+def parse_challenges(header: str) -> list[Challenge]:
+    """Parse a ``WWW-Authenticate`` header (one or more challenges)."""
+    challenges = []
+    for match in _CHALLENGE.finditer(header or ""):
+        params = {
+            p.group(1).lower(): re.sub(r"\\(.)", r"\1", p.group(2) if p.group(2) is not None else p.group(3))
+            for p in _PARAM.finditer(match.group(2))
+        }
+        challenges.append(Challenge(match.group(1).lower(), params))
+    return challenges
+
+
+def scope_for(repository: str, actions: str = "pull") -> str:
+    return f"repository:{repository}:{actions}"
+
+
+class Authenticator:
+    """Authorization headers for one registry endpoint, by scope."""
+
+    def __init__(self, registry: str, session: requests.Session, credentials: Credentials | None):
+        self.registry = registry
+        self.session = session
+        self.credentials = credentials
+        self.challenge: Challenge | None = None
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def learn(self, response: requests.Response) -> bool:
+        """Take the challenge from a 401; return whether there is a way to authenticate."""
+        challenges = parse_challenges(response.headers.get("WWW-Authenticate", ""))
+        chosen = next((c for c in challenges if c.scheme == "bearer"), None) or \
+            next((c for c in challenges if c.scheme == "basic"), None)
+        if chosen is None:
+            return False
+        with self._lock:
+            self.challenge = chosen
+        return True
+
+    def invalidate(self, scope: str) -> None:
+        with self._lock:
+            self._tokens.pop(scope, None)
+
+    def header(self, scope: str) -> str | None:
+        """The ``Authorization`` value for a request within ``scope``, if any is needed."""
+        challenge = self.challenge
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            if not self.credentials or not self.credentials.username:
+                return None
+            return requests.auth._basic_auth_str(self.credentials.username, self.credentials.password)
+        with self._lock:
+            cached = self._tokens.get(scope)
+            if cached and cached[1] > time.time():
+                return f"Bearer {cached[0]}"
+            token, expires_at = self._fetch_token(challenge, scope)
+            self._tokens[scope] = (token, expires_at)
+            return f"Bearer {token}"
+
+    def _fetch_token(self, challenge: Challenge, scope: str) -> tuple[str, float]:
+        realm = challenge.realm
+        if not realm or not realm.startswith(("https://", "http://")):
+            raise RegistryError(f"{self.registry}: bearer challenge without a usable realm: {realm!r}")
+        service = challenge.params.get("service", "")
+        scopes = [s for s in {scope, challenge.params.get("scope", "")} if s]
+        creds = self.credentials
+        what = f"token from {realm}"
+        try:
+            if creds and creds.identity_token:
+                response = self.session.post(realm, timeout=TIMEOUT, data={
+                    "grant_type": "refresh_token", "refresh_token": creds.identity_token,
+                    "service": service, "scope": " ".join(scopes), "client_id": CLIENT_ID,
+                })
+            else:
+                auth = (creds.username, creds.password) if creds and creds.username else None
+                response = self.session.get(realm, timeout=TIMEOUT, auth=auth,
+                                            params=[("service", service)] + [("scope", s) for s in scopes])
+        except requests.RequestException as exc:
+            raise unreachable(exc, what) from None
+        if response.status_code in (401, 403):
+            _, message = error_codes(response)
+            reason = "incorrect username or password" if creds else "authentication required"
+            raise Unauthorized(f"unauthorized: {self.registry}: {reason}"
+                               + (f" ({message})" if message else ""), status=response.status_code,
+                               url=realm)
+        if response.status_code >= 400:
+            raise RegistryError(f"{what}: {response.status_code} {response.reason}",
+                                status=response.status_code, url=realm)
+        try:
+            body = response.json()
+            token = body.get("token") or body.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not token:
+            raise RegistryError(f"{what}: the answer holds no token")
+        lifetime = body.get("expires_in") or DEFAULT_TOKEN_LIFETIME
+        try:
+            lifetime = max(float(lifetime), EXPIRY_MARGIN * 2)
+        except (TypeError, ValueError):
+            lifetime = DEFAULT_TOKEN_LIFETIME
+        return token, time.time() + lifetime - EXPIRY_MARGIN

@@ -1,0 +1,104 @@
+"""Streaming decompression of layer blobs, to compute diffIDs and to unpack.
+
+Compressions are named ``gzip``, ``zstd`` and ``none`` (what the
+``contentstore_layer_compression`` hook answers). Multi-member gzip and multi-frame
+zstd streams are handled as single streams, as Go's readers do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from typing import BinaryIO
+
+import zstandard
+
+from .digest import Digest, from_hasher
+from .errors import InvalidManifest, VerificationError
+
+CHUNK_SIZE = 1 << 20
+
+
+class _Gzip:
+    def __init__(self) -> None:
+        self._new_member()
+
+    def _new_member(self) -> None:
+        self._d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        self._fed = False
+
+    def decompress(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            self._fed = True
+            out.append(self._d.decompress(data))
+            if self._d.eof:  # another gzip member may follow
+                data = self._d.unused_data
+                self._new_member()
+            else:
+                data = b""
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        if self._fed:
+            raise VerificationError("layer is a truncated gzip stream")
+        return b""
+
+
+class _Zstd:
+    def __init__(self) -> None:
+        self._d = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
+
+    def decompress(self, data: bytes) -> bytes:
+        return self._d.decompress(data)
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class _Identity:
+    def decompress(self, data: bytes) -> bytes:
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+_DECOMPRESSORS = {"gzip": _Gzip, "zstd": _Zstd, "none": _Identity}
+
+
+def decompressor(compression: str):
+    try:
+        return _DECOMPRESSORS[compression]()
+    except KeyError:
+        raise InvalidManifest(f"unknown layer compression {compression!r}") from None
+
+
+class DiffIDHasher:
+    """Feed compressed bytes; get the digest of the uncompressed stream (the diffID)."""
+
+    def __init__(self, compression: str):
+        self._decompressor = decompressor(compression)
+        self._hasher = hashlib.sha256()
+        self.uncompressed_size = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        try:
+            out = self._decompressor.decompress(bytes(data) if isinstance(data, memoryview) else data)
+        except (zlib.error, zstandard.ZstdError) as exc:
+            raise VerificationError(f"layer does not decompress: {exc}") from None
+        self._hasher.update(out)
+        self.uncompressed_size += len(out)
+
+    def digest(self) -> Digest:
+        tail = self._decompressor.finish()
+        self._hasher.update(tail)
+        return from_hasher(self._hasher)
+
+
+def diff_id_of(stream: BinaryIO, compression: str) -> Digest:
+    """The diffID of a whole layer blob read from ``stream``."""
+    hasher = DiffIDHasher(compression)
+    while chunk := stream.read(CHUNK_SIZE):
+        hasher.update(chunk)
+    return hasher.digest()

@@ -1,0 +1,125 @@
+"""Registry credentials from Docker's ``config.json``, as the docker CLI keeps them.
+
+Looked up at ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``:
+``credHelpers[host]``, then ``credsStore`` (both run ``docker-credential-NAME get``),
+then ``auths`` (``auth``: base64 ``user:password``; ``identitytoken``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A username and password, or an identity token (OAuth2 refresh token)."""
+
+    username: str = ""
+    password: str = ""
+    identity_token: str = ""
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"Credentials(username={self.username!r}, password=***, identity_token=***)"
+
+
+def docker_config_path() -> Path:
+    directory = os.environ.get("DOCKER_CONFIG")
+    return (Path(directory) if directory else Path.home() / ".docker") / "config.json"
+
+
+def config_key(registry: str) -> str:
+    """The key docker uses in ``auths`` for ``registry``."""
+    return DOCKER_HUB_KEY if registry in _HUB_ALIASES else registry
+
+
+def _host_of(key: str) -> str:
+    """``https://host:port/v1/`` -> ``host:port``, as docker's ConvertToHostname."""
+    if "://" in key:
+        key = key.split("://", 1)[1]
+    return key.split("/", 1)[0]
+
+
+class CredentialStore:
+    """Reads (and, for ``login``, writes) Docker's ``config.json``."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path else docker_config_path()
+
+    def load(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{self.path}: cannot read Docker config: {exc}") from None
+        return data if isinstance(data, dict) else {}
+
+    def helper_for(self, registry: str, config: dict | None = None) -> str | None:
+        config = self.load() if config is None else config
+        helpers = config.get("credHelpers") or {}
+        host = _host_of(config_key(registry))
+        for key, helper in helpers.items():
+            if _host_of(key) == host or (host == _host_of(DOCKER_HUB_KEY) and key in _HUB_ALIASES):
+                return helper
+        return config.get("credsStore") or None
+
+    def get(self, registry: str) -> Credentials | None:
+        """Credentials for ``registry`` (``host[:port]``), or ``None``."""
+        config = self.load()
+        helper = self.helper_for(registry, config)
+        if helper:
+            found = self._from_helper(helper, config_key(registry))
+            if found:
+                return found
+        host = _host_of(config_key(registry))
+        for key, entry in (config.get("auths") or {}).items():
+            if _host_of(key) != host or not isinstance(entry, dict):
+                continue
+            if entry.get("identitytoken"):
+                return Credentials(identity_token=entry["identitytoken"],
+                                   username=_decode_auth(entry.get("auth", ""))[0])
+            if entry.get("auth"):
+                username, password = _decode_auth(entry["auth"])
+                return Credentials(username, password)
+            if entry.get("username"):
+                return Credentials(entry["username"], entry.get("password", ""))
+        return None
+
+    def _from_helper(self, helper: str, server: str) -> Credentials | None:
+        try:
+            proc = subprocess.run([f"docker-credential-{helper}", "get"], input=server.encode(),
+                                  capture_output=True, timeout=60)
+        except FileNotFoundError:
+            raise ConfigError(f"credential helper docker-credential-{helper} not found on PATH") from None
+        if proc.returncode != 0:
+            message = (proc.stdout or proc.stderr).decode(errors="replace").strip()
+            if "credentials not found" in message.lower():
+                return None
+            raise ConfigError(f"docker-credential-{helper} get failed: {message.splitlines()[0] if message else proc.returncode}")
+        try:
+            answer = json.loads(proc.stdout)
+        except ValueError:
+            raise ConfigError(f"docker-credential-{helper} get printed no JSON") from None
+        username, secret = answer.get("Username", ""), answer.get("Secret", "")
+        if username == "<token>":
+            return Credentials(identity_token=secret)
+        return Credentials(username, secret) if secret else None
+
+
+def _decode_auth(value: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(value).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError("invalid 'auth' value in Docker config (not base64 of user:password)") from None
+    username, _, password = decoded.partition(":")
+    return username, password

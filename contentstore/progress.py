@@ -1,0 +1,98 @@
+"""Progress of pulls and pushes: events, and the ways the CLI shows them.
+
+A pull reports :class:`ProgressEvent` objects to a callback: message lines (``id`` is
+``None``) and per-layer states, as Docker prints them (``Pulling fs layer``, ``Waiting``,
+``Downloading``, ``Verifying Checksum``, ``Download complete``, ``Pull complete``,
+``Already exists``). On a terminal the CLI redraws one line per layer with a bar; in a
+pipe or a log it prints each state once.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Callable, TextIO
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    id: str | None
+    status: str
+    current: int | None = None
+    total: int | None = None
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+def human_size(size: float) -> str:
+    """Sizes as Docker prints them (SI units)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.3g}{unit}"
+        size /= 1000
+    return f"{size}B"
+
+
+def bar(current: int, total: int | None, width: int = 50) -> str:
+    if not total:
+        return human_size(current)
+    filled = min(width, int(width * current / total))
+    arrow = ">" if filled < width else ""
+    return f"[{'=' * max(0, filled - len(arrow))}{arrow}{' ' * (width - filled)}] " \
+           f"{human_size(current)}/{human_size(total)}"
+
+
+class PlainOutput:
+    """One line per state change; download progress is not repeated."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self._last: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        with self._lock:
+            if event.id is None:
+                print(event.status, file=self.stream, flush=True)
+                return
+            if self._last.get(event.id) == event.status:
+                return
+            self._last[event.id] = event.status
+            print(f"{event.id}: {event.status}", file=self.stream, flush=True)
+
+
+class TerminalOutput:
+    """Docker's live display: a line per layer, redrawn in place with a progress bar."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self._lines: list[str] = []  # layer ids, in the order they appeared
+        self._lock = threading.Lock()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        with self._lock:
+            if event.id is None:
+                self._lines.clear()  # messages end the block of layer lines
+                print(event.status, file=self.stream, flush=True)
+                return
+            text = f"{event.id}: {event.status}"
+            if event.current is not None and event.status in ("Downloading", "Pushing"):
+                text += " " + bar(event.current, event.total)
+            if event.id not in self._lines:
+                self._lines.append(event.id)
+                self.stream.write(text + "\n")
+            else:
+                up = len(self._lines) - self._lines.index(event.id)
+                self.stream.write(f"\x1b[{up}A\r\x1b[2K{text}\x1b[{up}B\r")
+            self.stream.flush()
+
+
+def quiet(event: ProgressEvent) -> None:
+    """Show nothing."""
+
+
+def for_stream(stream: TextIO | None = None) -> ProgressCallback:
+    stream = stream or sys.stdout
+    return TerminalOutput(stream) if stream.isatty() else PlainOutput(stream)

@@ -1,0 +1,174 @@
+"""A client for one repository on one registry endpoint (the distribution v2 API).
+
+It knows URLs, authentication and status codes, and nothing about formats: manifests
+come back as raw bytes with the media type the registry gave.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import requests
+
+from .auth import Authenticator, scope_for
+from .credentials import Credentials
+from .digest import Digest
+from .endpoint import Endpoint
+from .errors import (ManifestTooLarge, NotV2Registry, RegistryError, Unauthorized)
+from .manifest import MAX_MANIFEST_SIZE
+from .transport import CHUNK_SIZE, TIMEOUT, make_session, raise_for_status, unreachable
+
+#: Content types that say nothing about the manifest format.
+GENERIC_CONTENT_TYPES = {"", "application/json", "text/plain", "application/octet-stream"}
+
+
+@dataclass(frozen=True)
+class FetchedManifest:
+    data: bytes
+    media_type: str | None  # None when the registry gave a generic or no content type
+    header_digest: str | None
+
+
+class RegistryClient:
+    """One endpoint of a registry, shared by the repositories pulled from it."""
+
+    def __init__(self, endpoint: Endpoint, credentials: Credentials | None, plugins,
+                 session: requests.Session | None = None):
+        self.endpoint = endpoint
+        self.plugins = plugins
+        self.session = session or make_session(verify_tls=endpoint.verify_tls)
+        self.auth = Authenticator(endpoint.registry, self.session, credentials)
+        self.confirmed_v2 = False
+
+    def url(self, path: str) -> str:
+        return urljoin(self.endpoint.url + "/", path.lstrip("/"))
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- requests ------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """``GET /v2/``: learn how to authenticate, and that this is a v2 registry."""
+        what = f"{self.endpoint.url}/v2/"
+        try:
+            response = self.session.get(self.url("/v2/"), timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise unreachable(exc, self.endpoint.registry) from None
+        with response:
+            # As Docker: the API version header confirms v2, after which no fallback to
+            # another protocol is allowed.
+            versions = response.headers.get("Docker-Distribution-API-Version", "")
+            self.confirmed_v2 = "registry/2.0" in [v.strip() for v in versions.split(",")]
+            if response.status_code == 200:
+                return
+            if response.status_code == 401 and self.auth.learn(response):
+                return
+            explained = self.plugins.explain_ping_failure(endpoint=self.endpoint, response=response,
+                                                          session=self.session)
+            if explained is not None:
+                raise explained
+            raise NotV2Registry(
+                f"{self.endpoint.url} does not speak the registry v2 API ({what} answered "
+                f"{response.status_code} {response.reason})", status=response.status_code, url=what)
+
+    def request(self, method: str, path: str, scope: str, what: str, headers: dict | None = None,
+                stream: bool = False, expect: tuple[int, ...] = (200,)) -> requests.Response:
+        """Send an authenticated request; on 401 learn the challenge and retry once."""
+        headers = dict(headers or {})
+        for attempt in (1, 2):
+            authorization = self.auth.header(scope)
+            if authorization:
+                headers["Authorization"] = authorization
+            try:
+                response = self.session.request(method, self.url(path), headers=headers,
+                                                stream=stream, timeout=TIMEOUT)
+            except requests.RequestException as exc:
+                raise unreachable(exc, what) from None
+            if response.status_code == 401 and attempt == 1:
+                response.close()
+                self.auth.invalidate(scope)
+                if self.auth.learn(response):
+                    continue
+            if response.status_code in expect:
+                return response
+            try:
+                raise_for_status(response, what)
+            finally:
+                response.close()
+            raise RegistryError(f"{what}: unexpected answer {response.status_code} {response.reason}",
+                                status=response.status_code, url=response.url)
+        raise Unauthorized(f"unauthorized: {what}: authentication required")
+
+    def head_manifest(self, repository: str, reference: str) -> tuple[str | None, str | None]:
+        """The digest and media type of a manifest, from a ``HEAD`` (no body fetched)."""
+        response = self.request(
+            "HEAD", f"/v2/{repository}/manifests/{reference}", scope_for(repository),
+            f"{self.endpoint.registry}/{repository}:{reference}",
+            headers={"Accept": self.plugins.accept_header()},
+        )
+        with response:
+            digest = response.headers.get("Docker-Content-Digest")
+            media_type = _media_type(response)
+        return digest, media_type
+
+    def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        separator = "@" if reference.startswith(("sha256:", "sha512:")) else ":"
+        what = f"{self.endpoint.registry}/{repository}{separator}{reference}"
+        response = self.request(
+            "GET", f"/v2/{repository}/manifests/{reference}", scope_for(repository), what,
+            headers={"Accept": self.plugins.accept_header()}, stream=True,
+        )
+        with response:
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > MAX_MANIFEST_SIZE:
+                raise ManifestTooLarge(f"{what}: manifest of {length} bytes is over the "
+                                       f"{MAX_MANIFEST_SIZE}-byte limit")
+            data = bytearray()
+            try:
+                for chunk in response.iter_content(65536):
+                    data += chunk
+                    if len(data) > MAX_MANIFEST_SIZE:
+                        raise ManifestTooLarge(f"{what}: manifest is over the {MAX_MANIFEST_SIZE}-byte limit")
+            except requests.RequestException as exc:
+                raise unreachable(exc, what) from None
+            return FetchedManifest(bytes(data), _media_type(response),
+                                   response.headers.get("Docker-Content-Digest"))
+
+    def open_blob(self, repository: str, digest: Digest, offset: int = 0) -> requests.Response:
+        """A streaming response for a blob, from ``offset`` (200 or 206; caller checks)."""
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        return self.request(
+            "GET", f"/v2/{repository}/blobs/{digest}", scope_for(repository),
+            f"{self.endpoint.registry}/{repository}@{digest}", headers=headers, stream=True,
+            expect=(200, 206),
+        )
+
+    def tags(self, repository: str) -> list[str]:
+        """Every tag of ``repository``, following ``Link`` pagination."""
+        tags: list[str] = []
+        path = f"/v2/{repository}/tags/list"
+        while path:
+            response = self.request("GET", path, scope_for(repository),
+                                    f"{self.endpoint.registry}/{repository} tags")
+            with response:
+                try:
+                    tags += response.json().get("tags") or []
+                except ValueError:
+                    raise RegistryError(f"{self.endpoint.registry}/{repository}: tag list is not JSON") from None
+                link = response.headers.get("Link", "")
+            match = re.search(r"<([^>]+)>\s*;\s*rel=\"?next\"?", link)
+            path = match.group(1) if match else ""
+        return tags
+
+
+def _media_type(response: requests.Response) -> str | None:
+    content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
+    return None if content_type in GENERIC_CONTENT_TYPES else content_type
+
+
+def iter_body(response: requests.Response):
+    """The body of a streaming response in large chunks."""
+    return response.iter_content(CHUNK_SIZE)

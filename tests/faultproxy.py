@@ -1,0 +1,189 @@
+"""A loopback HTTP proxy between a client and a real registry that injects faults.
+
+Run as a process: ``python faultproxy.py --host 127.0.0.1 --port 0 --upstream URL``; it
+prints ``PORT`` when listening. Faults are set while it runs, through its own endpoints:
+
+- ``POST /__faults__`` with a JSON list of rules (replaces the rules); each rule has a
+  ``match`` (substring of ``METHOD path``), ``times`` (how often it fires; -1 always), and
+  one action: ``status`` (+ ``retry_after``) answers that status instead of forwarding;
+  ``cut_after`` sends that many body bytes and then drops the connection; ``flip_byte``
+  inverts the body byte at that offset; ``ignore_range`` forwards without the Range
+  header; ``redirect`` answers 307 to that base URL plus the original path;
+  ``delay`` sleeps that many seconds between 64 KiB chunks.
+- ``GET /__log__``: every request seen (method, path, status, body bytes sent, whether
+  it carried an Authorization header).
+
+``--upstream-auth USER:PASS`` makes it authenticate to the upstream itself, to play blob
+storage that a registry redirects to.
+"""
+
+import argparse
+import base64
+import http.client
+import json
+import socketserver
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import urlsplit
+
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+              "trailers", "transfer-encoding", "upgrade", "host"}
+
+
+class State:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.rules: list[dict] = []
+        self.log: list[dict] = []
+
+    def take_rule(self, key: str) -> dict | None:
+        with self.lock:
+            for rule in self.rules:
+                if rule.get("match", "") in key and rule.get("times", 1) != 0:
+                    if rule.get("times", 1) > 0:
+                        rule["times"] = rule.get("times", 1) - 1
+                    return dict(rule)
+        return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "faultproxy"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.handle_any()
+
+    def do_HEAD(self):
+        self.handle_any()
+
+    def do_POST(self):
+        self.handle_any()
+
+    def do_PUT(self):
+        self.handle_any()
+
+    def do_PATCH(self):
+        self.handle_any()
+
+    def do_DELETE(self):
+        self.handle_any()
+
+    def _reply(self, status: int, body: bytes = b"", headers: dict | None = None):
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def handle_any(self):
+        state: State = self.server.state
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.path == "/__faults__" and self.command == "POST":
+            with state.lock:
+                state.rules = json.loads(body)
+            return self._reply(200, b"{}")
+        if self.path == "/__log__":
+            with state.lock:
+                data = json.dumps(state.log).encode()
+            return self._reply(200, data, {"Content-Type": "application/json"})
+        entry = {"method": self.command, "path": self.path, "status": None, "sent": 0,
+                 "authorization": "Authorization" in self.headers,
+                 "range": self.headers.get("Range")}
+        with state.lock:
+            state.log.append(entry)
+        rule = state.take_rule(f"{self.command} {self.path}") or {}
+        if "status" in rule:
+            entry["status"] = rule["status"]
+            headers = {"Content-Type": "application/json"}
+            if "retry_after" in rule:
+                headers["Retry-After"] = str(rule["retry_after"])
+            return self._reply(rule["status"], b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}', headers)
+        if "redirect" in rule:
+            entry["status"] = 307
+            return self._reply(307, b"", {"Location": rule["redirect"].rstrip("/") + self.path})
+        self.forward(rule, entry, body)
+
+    def forward(self, rule: dict, entry: dict, body: bytes):
+        upstream = self.server.upstream
+        conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers["Host"] = upstream.netloc
+        if rule.get("ignore_range"):
+            headers.pop("Range", None)
+        if self.server.upstream_auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(self.server.upstream_auth.encode()).decode()
+        conn.request(self.command, self.path, body=body or None, headers=headers)
+        response = conn.getresponse()
+        entry["status"] = response.status
+        self.send_response(response.status)
+        passed = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP]
+        for key, value in passed:
+            if key.lower() == "location" and value.startswith(f"http://{upstream.netloc}"):
+                value = value.replace(f"http://{upstream.netloc}", f"http://{self.headers.get('Host')}", 1)
+            self.send_header(key, value)
+        if not any(k.lower() == "content-length" for k, _ in passed) and self.command != "HEAD":
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command == "HEAD":
+            conn.close()
+            return
+        sent = 0
+        cut = rule.get("cut_after")
+        flip = rule.get("flip_byte")
+        while True:
+            chunk = response.read(65536)
+            if not chunk:
+                break
+            if flip is not None and sent <= flip < sent + len(chunk):
+                chunk = bytearray(chunk)
+                chunk[flip - sent] ^= 0xFF
+                chunk = bytes(chunk)
+            if cut is not None and sent + len(chunk) >= cut:
+                self.wfile.write(chunk[: cut - sent])
+                self.wfile.flush()
+                sent = cut
+                entry["sent"] = sent
+                self.close_connection = True
+                conn.close()
+                return
+            self.wfile.write(chunk)
+            sent += len(chunk)
+            entry["sent"] = sent
+            if rule.get("delay"):
+                self.wfile.flush()
+                time.sleep(rule["delay"])
+        conn.close()
+
+
+class Server(socketserver.ThreadingMixIn, HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--upstream-auth", default=None)
+    args = parser.parse_args()
+    server = Server((args.host, args.port), Handler)
+    server.state = State()
+    server.upstream = urlsplit(args.upstream)
+    server.upstream_auth = args.upstream_auth
+    print(server.server_address[1], flush=True)
+    sys.stdout.close()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
