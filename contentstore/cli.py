@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"-p takes no:NAME, not {option!r}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format=f"{PROG}: %(levelname)s: %(message)s")
+    if not args.verbose:  # urllib3 reports each retry; the final error says enough
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     ctx = Context(args)
     try:
         return args.func(ctx)

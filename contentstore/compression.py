@@ -75,22 +75,33 @@ def decompressor(compression: str):
 
 
 class DiffIDHasher:
-    """Feed compressed bytes; get the digest of the uncompressed stream (the diffID)."""
+    """Feed compressed bytes; get the digest of the uncompressed stream (the diffID).
+
+    A stream that does not decompress is reported by :meth:`digest`, not by
+    :meth:`update`, so that a download can finish and let its digest check speak first:
+    corrupted bytes are a digest mismatch, a well-transferred broken layer is not.
+    """
 
     def __init__(self, compression: str):
         self._decompressor = decompressor(compression)
         self._hasher = hashlib.sha256()
+        self._error: VerificationError | None = None
         self.uncompressed_size = 0
 
     def update(self, data: bytes | memoryview) -> None:
+        if self._error is not None:
+            return
         try:
             out = self._decompressor.decompress(bytes(data) if isinstance(data, memoryview) else data)
         except (zlib.error, zstandard.ZstdError) as exc:
-            raise VerificationError(f"layer does not decompress: {exc}") from None
+            self._error = VerificationError(f"layer does not decompress: {exc}")
+            return
         self._hasher.update(out)
         self.uncompressed_size += len(out)
 
     def digest(self) -> Digest:
+        if self._error is not None:
+            raise self._error
         tail = self._decompressor.finish()
         self._hasher.update(tail)
         return from_hasher(self._hasher)

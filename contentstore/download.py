@@ -31,6 +31,8 @@ from .transport import retry_policy
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 5
+#: Report download progress every this many bytes.
+PROGRESS_STEP = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def download(client: RegistryClient, repository: str, store, descriptor: Descrip
     layer_id = short_id(descriptor.digest)
     emit = progress if progress is not None else (lambda event: None)
     size = descriptor.size if descriptor.size >= 0 else None
-    retry = retry_policy(total=attempts)
+    retry = retry_policy(total=attempts, other=attempts)
     while True:
         if cancel is not None and cancel.is_set():
             raise Cancelled(descriptor.digest)
@@ -80,13 +82,16 @@ def download(client: RegistryClient, repository: str, store, descriptor: Descrip
                         writer.truncate()
                         resumed_from = 0
                         hasher = DiffIDHasher(compression) if compression else None
+                    reported = -PROGRESS_STEP
                     for chunk in iter_body(response):
                         if cancel is not None and cancel.is_set():
                             raise Cancelled(descriptor.digest)
                         writer.write(chunk)
                         if hasher:
                             hasher.update(chunk)
-                        emit(ProgressEvent(layer_id, "Downloading", writer.offset, size))
+                        if writer.offset - reported >= PROGRESS_STEP or writer.offset == size:
+                            reported = writer.offset
+                            emit(ProgressEvent(layer_id, "Downloading", writer.offset, size))
                 emit(ProgressEvent(layer_id, "Verifying Checksum"))
                 blob = writer.commit()
             except DigestMismatch as exc:

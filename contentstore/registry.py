@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin
 
 import requests
+import urllib3
 
 from .auth import Authenticator, scope_for
 from .credentials import Credentials
@@ -18,7 +19,10 @@ from .digest import Digest
 from .endpoint import Endpoint
 from .errors import (ManifestTooLarge, NotV2Registry, RegistryError, Unauthorized)
 from .manifest import MAX_MANIFEST_SIZE
-from .transport import CHUNK_SIZE, TIMEOUT, make_session, raise_for_status, unreachable
+from .transport import (CHUNK_SIZE, TIMEOUT, make_session, raise_for_status,
+                        unreachable)
+
+PING_RETRIES = 1
 
 #: Content types that say nothing about the manifest format.
 GENERIC_CONTENT_TYPES = {"", "application/json", "text/plain", "application/octet-stream"}
@@ -54,7 +58,9 @@ class RegistryClient:
         """``GET /v2/``: learn how to authenticate, and that this is a v2 registry."""
         what = f"{self.endpoint.url}/v2/"
         try:
-            response = self.session.get(self.url("/v2/"), timeout=TIMEOUT)
+            # Few retries: an endpoint that is down is soon passed over for the next.
+            with make_session(verify_tls=self.endpoint.verify_tls, retries=PING_RETRIES) as session:
+                response = session.get(self.url("/v2/"), timeout=TIMEOUT)
         except requests.RequestException as exc:
             raise unreachable(exc, self.endpoint.registry) from None
         with response:
@@ -170,5 +176,19 @@ def _media_type(response: requests.Response) -> str | None:
 
 
 def iter_body(response: requests.Response):
-    """The body of a streaming response in large chunks."""
-    return response.iter_content(CHUNK_SIZE)
+    """The body of a streaming response, in chunks of up to 1 MiB.
+
+    Each chunk is what arrived (``read1``), so when a connection breaks every byte that
+    came before the break has been handed over, and a resume starts right after it.
+    """
+    raw = response.raw
+    while True:
+        try:
+            chunk = raw.read1(CHUNK_SIZE, decode_content=True)
+        except urllib3.exceptions.HTTPError as exc:
+            raise requests.exceptions.ChunkedEncodingError(exc) from None
+        except OSError as exc:
+            raise requests.exceptions.ConnectionError(exc) from None
+        if not chunk:
+            return
+        yield chunk

@@ -27,14 +27,18 @@ CHUNK_SIZE = 1 << 20
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
-def retry_policy(total: int = 5, backoff_factor: float = 0.5) -> Retry:
-    """The retry policy for registry requests (also used to pace blob resumes)."""
+def retry_policy(total: int = 5, backoff_factor: float = 0.5, other: int = 0) -> Retry:
+    """The retry policy for registry requests (also used to pace blob resumes).
+
+    :param other: retries for errors that are neither connect nor read errors; 0 for
+        requests (a TLS error repeats itself), more for a download's own resumes.
+    """
     return Retry(
         total=total,
         connect=total,
         read=total,
         status=total,
-        other=0,  # TLS and protocol errors: a retry would fail the same way
+        other=other,
         backoff_factor=backoff_factor,
         backoff_max=30,
         status_forcelist=RETRY_STATUSES,
@@ -44,9 +48,9 @@ def retry_policy(total: int = 5, backoff_factor: float = 0.5) -> Retry:
     )
 
 
-def make_session(verify_tls: bool = True, pool_size: int = 10) -> requests.Session:
+def make_session(verify_tls: bool = True, pool_size: int = 10, retries: int = 5) -> requests.Session:
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry_policy(), pool_connections=4, pool_maxsize=pool_size)
+    adapter = HTTPAdapter(max_retries=retry_policy(total=retries), pool_connections=4, pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT

@@ -9,7 +9,8 @@ prints ``PORT`` when listening. Faults are set while it runs, through its own en
   ``cut_after`` sends that many body bytes and then drops the connection; ``flip_byte``
   inverts the body byte at that offset; ``ignore_range`` forwards without the Range
   header; ``redirect`` answers 307 to that base URL plus the original path;
-  ``delay`` sleeps that many seconds between 64 KiB chunks.
+  ``delay`` sleeps that many seconds between 64 KiB chunks; ``body_size`` answers 200
+  with that many bytes (and ``content_type``) instead of forwarding.
 - ``GET /__log__``: every request seen (method, path, status, body bytes sent, whether
   it carried an Authorization header).
 
@@ -106,10 +107,17 @@ class Handler(BaseHTTPRequestHandler):
             if "retry_after" in rule:
                 headers["Retry-After"] = str(rule["retry_after"])
             return self._reply(rule["status"], b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}', headers)
+        if "body_size" in rule:
+            entry["status"] = 200
+            return self._reply(200, b" " * rule["body_size"],
+                               {"Content-Type": rule.get("content_type", "application/octet-stream")})
         if "redirect" in rule:
             entry["status"] = 307
             return self._reply(307, b"", {"Location": rule["redirect"].rstrip("/") + self.path})
-        self.forward(rule, entry, body)
+        try:
+            self.forward(rule, entry, body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away (or was killed)
 
     def forward(self, rule: dict, entry: dict, body: bytes):
         upstream = self.server.upstream

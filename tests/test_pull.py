@@ -39,9 +39,11 @@ def tools():
 
 
 def push_built(source, registry, name, *args, layers=None, files=None):
-    build_image(source, f"src/{name}", files=files or {"hello.txt": f"hello {name}\n"}, layers=layers)
+    """Build an image in ``source`` and push it to ``registry`` as ``name`` (repo:tag)."""
+    local = "src/" + name.replace(":", "-")
+    build_image(source, local, files=files or {"hello.txt": f"hello {name}\n"}, layers=layers)
     from contentstore.testing import push
-    return push(oci_ref(source, f"docker.io/src/{name}:latest"), registry, name, *args)
+    return push(oci_ref(source, f"docker.io/{local}:latest"), registry, name, *args)
 
 
 def test_pull_oci_image_made_by_umoci(registry, tmp_path, store):
@@ -70,3 +72,138 @@ def test_pull_oci_image_made_by_umoci(registry, tmp_path, store):
     # the digest reference is recorded too (Docker's addDigestReference)
     assert store.resolve(f"127.0.0.1:{registry.port}/team/umoci@{image.digest}").digest == image.digest
     assert store.verify().ok
+
+
+def test_pull_schema2_keeps_docker_media_types(registry, source, store):
+    ref = push_built(source, registry, "team/schema2:v1", "--format", "v2s2")
+    image = store.pull(ref)
+    assert image.media_type == mt.DOCKER_MANIFEST
+    assert image.config.media_type == mt.DOCKER_CONFIG
+    assert image.digest == remote_digest(ref)
+    assert store.content.read(image.digest) == subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+        check=True, capture_output=True).stdout  # byte for byte as served
+    assert store.metadata.diff_id(image.layers[0].digest) is not None
+
+
+def test_pull_schema1_is_converted_and_keeps_the_original(registry_factory, source, store):
+    reg = registry_factory(schema1=True)
+    ref = push_built(source, reg, "team/old:1", "--format", "v2s1",
+                     layers=[{"a.txt": "first\n"}, {"b.txt": "second\n"}])
+    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+                         check=True, capture_output=True).stdout
+    assert json.loads(raw)["schemaVersion"] == 1
+    events = Recorder()
+    image = store.pull(ref, progress=events)
+    lines = events.lines()
+    assert any("DEPRECATION NOTICE" in line for line in lines)
+    registry_digest = remote_digest(ref)
+    assert f"Digest: {registry_digest}" in lines
+    # the reference points to an OCI manifest every tool reads
+    assert image.media_type == mt.OCI_MANIFEST and image.config.media_type == mt.OCI_CONFIG
+    config = json.loads(store.content.read(image.config.digest))
+    assert config["rootfs"]["diff_ids"] == [str(store.metadata.diff_id(l.digest)) for l in image.layers]
+    assert len(image.layers) == 2 and config["architecture"] and config["os"] == "linux"
+    assert len(config["history"]) >= 2
+    assert skopeo_inspect(f"oci:{store.root}:{ref}")["Digest"] == image.digest
+    # the signed original is stored as served (its signature differs per GET, so compare
+    # the signed payload, whose digest is the registry's), and gc keeps it
+    original = store.labels(image.digest)["contentstore.gc.ref.content.original"]
+    parsed = store.plugins.parse_manifest(None, store.content.read(original))
+    assert parsed.media_type == mt.DOCKER_SCHEMA1_SIGNED and parsed.digest == registry_digest
+    assert store.gc().removed == [] and store.exists(original)
+    # by digest, the registry's (schema1 payload) digest finds it again
+    again = store.pull(f"127.0.0.1:{reg.port}/team/old@{registry_digest}")
+    assert again.digest == image.digest
+
+
+PLATFORMS = [("linux", "amd64", None), ("linux", "arm64", "v8"), ("linux", "arm", "v7")]
+
+
+@pytest.mark.parametrize("list_format", ["oci", "v2s2"])
+def test_pull_multi_platform(registry, source, store, list_format):
+    build_index(source, "src/multi:latest", PLATFORMS)
+    from contentstore.testing import push
+    ref = push(oci_ref(source, "docker.io/src/multi:latest"), registry, f"team/multi-{list_format}:1",
+               "--all", "--format", list_format)
+    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+                         check=True, capture_output=True).stdout
+    expected_type = mt.OCI_INDEX if list_format == "oci" else mt.DOCKER_MANIFEST_LIST
+    assert json.loads(raw)["mediaType"] == expected_type
+
+    image = store.pull(ref, platform="linux/arm64")
+    assert image.media_type == expected_type and image.platform.architecture == "arm64"
+    assert store.content.read(image.digest) == raw  # the index is stored as served
+    assert store.resolve(ref).digest == image.digest  # the reference points at the index
+    arm = store.pull(ref, platform="linux/arm/v7")
+    assert arm.platform == arm.platform.parse("linux/arm/v7")
+    assert arm.manifest.digest != image.manifest.digest
+    from contentstore.errors import PlatformNotFound
+    with pytest.raises(PlatformNotFound) as info:
+        store.pull(ref, platform="linux/s390x")
+    assert "linux/amd64" in str(info.value) and "linux/arm/v7" in str(info.value)
+    if list_format == "oci":  # skopeo's oci: transport reads no Docker media types (DESIGN.md)
+        assert skopeo_inspect("--override-arch", "arm64", f"oci:{store.root}:{ref}")["Architecture"] == "arm64"
+
+
+def test_pull_all_platforms(registry, source, store):
+    build_index(source, "src/all:latest", PLATFORMS)
+    from contentstore.testing import push
+    ref = push(oci_ref(source, "docker.io/src/all:latest"), registry, "team/all:1", "--all")
+    store.pull(ref, all_platforms=True)
+    index = store.manifest(store.resolve(ref))
+    assert all(store.exists(m.digest) for m in index.manifests)
+    for platform in ("linux/amd64", "linux/arm64", "linux/arm/v7"):
+        image = store.image(ref, platform=platform)
+        assert all(store.exists(layer.digest) for layer in image.layers)
+
+
+def test_pull_zstd_layers(registry, source, store):
+    ref = push_built(source, registry, "team/zstd:1", "--format", "oci", "--dest-compress-format", "zstd",
+                     files={"big.txt": "zstd " * 20000})
+    image = store.pull(ref)
+    assert image.layers[0].media_type == mt.OCI_LAYER_ZSTD
+    config = json.loads(store.content.read(image.config.digest))
+    assert config["rootfs"]["diff_ids"][0] == store.metadata.diff_id(image.layers[0].digest)
+
+
+def test_pull_by_digest_and_all_tags(registry, source, store):
+    ref = push_built(source, registry, "team/tags:one")
+    push_built(source, registry, "team/tags:two", files={"other.txt": "two\n"})
+    digest = remote_digest(ref)
+    by_digest = store.pull(f"127.0.0.1:{registry.port}/team/tags@{digest}")
+    assert by_digest.digest == digest
+    assert store.resolve(f"127.0.0.1:{registry.port}/team/tags@{digest}").digest == digest
+    images = store.pull(f"127.0.0.1:{registry.port}/team/tags", all_tags=True)
+    assert sorted(i.reference for i in images) == [f"127.0.0.1:{registry.port}/team/tags:{t}" for t in ("one", "two")]
+    from contentstore.errors import RemoteNotFound
+    with pytest.raises(RemoteNotFound):
+        store.pull(f"127.0.0.1:{registry.port}/team/tags@sha256:{'0' * 64}")
+    with pytest.raises(RemoteNotFound):
+        store.pull(f"127.0.0.1:{registry.port}/team/tags:three")
+
+
+def test_second_pull_is_up_to_date_with_no_get(registry, proxy_factory, source, store):
+    push_built(source, registry, "team/warm:1")
+    proxy = proxy_factory(registry.url)
+    ref = f"{proxy.host}/team/warm:1"
+    store.pull(ref)
+    before = len(proxy.log())
+    events = Recorder()
+    store.pull(ref, progress=events)
+    after = proxy.log()[before:]
+    assert [e["method"] for e in after if "/manifests/" in e["path"] or "/blobs/" in e["path"]] == ["HEAD"]
+    assert events.lines()[-1] == f"Status: Image is up to date for {ref}"
+
+
+def test_image_already_present_downloads_no_blob(registry, proxy_factory, source, store):
+    push_built(source, registry, "team/same:1")
+    from contentstore.testing import push
+    push(f"docker://{registry.host}/team/same:1", registry, "team/same:2", "--src-tls-verify=false")
+    proxy = proxy_factory(registry.url)
+    store.pull(f"{proxy.host}/team/same:1")
+    before = len(proxy.log())
+    events = Recorder()
+    store.pull(f"{proxy.host}/team/same:2", progress=events)
+    assert not [e for e in proxy.log()[before:] if "/blobs/" in e["path"]]
+    assert events.lines()[-1] == f"Status: Downloaded newer image for {proxy.host}/team/same:2"

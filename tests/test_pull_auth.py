@@ -1,0 +1,94 @@
+"""Pulls from registries that want credentials: htpasswd (Basic) and token (Bearer)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from contentstore.errors import Unauthorized
+from contentstore.testing import push
+
+from images import build_image
+from servers import PASSWORD, USER, oci_ref, write_docker_config
+from tools import require
+
+
+@pytest.fixture(autouse=True)
+def tools():
+    require("skopeo")
+    require("docker-registry")
+
+
+def push_private(source, host, name):
+    build_image(source, "src/private", {"secret.txt": "only with credentials\n"})
+    return push(oci_ref(source, "docker.io/src/private:latest"), host, name, credentials=(USER, PASSWORD))
+
+
+def cli_pull(ref, root, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "contentstore", "--root", str(root), "pull", ref],
+                          capture_output=True, text=True, env=env)
+
+
+def check_auth(registry_host, source, store, tmp_path):
+    ref = push_private(source, registry_host, "team/private:1")
+    # no credentials: a one-line 'unauthorized' error, exit 1
+    proc = cli_pull(ref, store.root)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("contentstore: error: unauthorized") and proc.stderr.count("\n") == 1
+    # wrong credentials
+    write_docker_config(tmp_path / "docker-config", registry_host, password="wrong")
+    with pytest.raises(Unauthorized):
+        store.pull(ref)
+    proc = cli_pull(ref, store.root)
+    assert proc.returncode == 1 and "unauthorized" in proc.stderr and proc.stderr.count("\n") == 1
+    # the right ones, from Docker's config.json
+    write_docker_config(tmp_path / "docker-config", registry_host)
+    proc = cli_pull(ref, store.root)
+    assert proc.returncode == 0, proc.stderr
+    assert f"Status: Downloaded newer image for {ref}" in proc.stdout
+    assert store.image(ref).layers
+    return ref
+
+
+def test_basic_auth(htpasswd_registry, source, store, tmp_path):
+    check_auth(htpasswd_registry.host, source, store, tmp_path)
+
+
+def test_token_auth(token_registry, source, store, tmp_path):
+    check_auth(token_registry.registry.host, source, store, tmp_path)
+    scopes = [scope for entry in token_registry.log() for scope in entry["scope"]]
+    assert "repository:team/private:pull" in scopes
+    authorized = [e for e in token_registry.log() if e["authorization"]]
+    assert authorized  # credentials went to the token realm the registry named
+
+
+def test_credential_helper(htpasswd_registry, source, store, tmp_path):
+    ref = push_private(source, htpasswd_registry.host, "team/helper:1")
+    helper_dir = tmp_path / "bin"
+    helper_dir.mkdir()
+    helper = helper_dir / "docker-credential-fake"
+    helper.write_text("#!/bin/sh\nread server\n"
+                      f"echo '{{\"ServerURL\": \"'$server'\", \"Username\": \"{USER}\", \"Secret\": \"{PASSWORD}\"}}'\n")
+    helper.chmod(0o755)
+    (tmp_path / "docker-config" / "config.json").write_text(
+        '{"credHelpers": {"%s": "fake"}}' % htpasswd_registry.host)
+    proc = cli_pull(ref, store.root, {"PATH": f"{helper_dir}:{os.environ['PATH']}"})
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_redirect_to_another_host_gets_no_authorization(htpasswd_registry, proxy_factory, source, store,
+                                                        tmp_path):
+    """Blob storage behind a redirect (as S3 behind Docker Hub) never sees the credentials."""
+    ref = push_private(source, htpasswd_registry.host, "team/redirected:1")
+    storage = proxy_factory(htpasswd_registry.url, host="127.0.0.2", upstream_auth=f"{USER}:{PASSWORD}")
+    front = proxy_factory(htpasswd_registry.url)
+    front.faults({"match": "GET /v2/team/redirected/blobs/", "redirect": storage.url, "times": -1})
+    write_docker_config(tmp_path / "docker-config", front.host)
+    image = store.pull(f"{front.host}/team/redirected:1")
+    assert image.layers
+    redirected = storage.requests("/blobs/", "GET")
+    assert redirected and not any(e["authorization"] for e in redirected)
+    assert any(e["authorization"] for e in front.requests("/manifests/"))
+    del ref
