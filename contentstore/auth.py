@@ -26,7 +26,8 @@ _CHALLENGE = re.compile(
 
 #: Tokens are renewed this many seconds before they expire.
 EXPIRY_MARGIN = 10
-DEFAULT_TOKEN_LIFETIME = 60
+#: As Docker: a token said to live less than this is taken to live this long.
+MINIMUM_TOKEN_LIFETIME = 60
 CLIENT_ID = "contentstore"
 
 
@@ -135,9 +136,8 @@ class Authenticator:
             token = None
         if not token:
             raise RegistryError(f"{what}: the answer holds no token")
-        lifetime = body.get("expires_in") or DEFAULT_TOKEN_LIFETIME
         try:
-            lifetime = max(float(lifetime), EXPIRY_MARGIN * 2)
+            lifetime = max(float(body.get("expires_in") or 0), MINIMUM_TOKEN_LIFETIME)
         except (TypeError, ValueError):
-            lifetime = DEFAULT_TOKEN_LIFETIME
+            lifetime = MINIMUM_TOKEN_LIFETIME
         return token, time.time() + lifetime - EXPIRY_MARGIN

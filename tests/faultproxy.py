@@ -5,7 +5,7 @@ prints ``PORT`` when listening. Faults are set while it runs, through its own en
 
 - ``POST /__faults__`` with a JSON list of rules (replaces the rules); each rule has a
   ``match`` (substring of ``METHOD path``), ``times`` (how often it fires; -1 always), and
-  one action: ``status`` (+ ``retry_after``) answers that status instead of forwarding;
+  one action: ``status`` (+ ``retry_after``, ``www_authenticate``) answers that status instead of forwarding;
   ``cut_after`` sends that many body bytes and then drops the connection; ``flip_byte``
   inverts the body byte at that offset; ``ignore_range`` forwards without the Range
   header; ``redirect`` answers 307 to that base URL plus the original path;
@@ -106,6 +106,8 @@ class Handler(BaseHTTPRequestHandler):
             headers = {"Content-Type": "application/json"}
             if "retry_after" in rule:
                 headers["Retry-After"] = str(rule["retry_after"])
+            if "www_authenticate" in rule:
+                headers["WWW-Authenticate"] = rule["www_authenticate"]
             return self._reply(rule["status"], b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}', headers)
         if "body_size" in rule:
             entry["status"] = 200

@@ -92,3 +92,49 @@ def test_redirect_to_another_host_gets_no_authorization(htpasswd_registry, proxy
     assert redirected and not any(e["authorization"] for e in redirected)
     assert any(e["authorization"] for e in front.requests("/manifests/"))
     del ref
+
+
+
+
+def _client(reg, endpoint_url=None):
+    from contentstore import pluginmanager
+    from contentstore.credentials import Credentials
+    from contentstore.endpoint import Endpoint
+    from contentstore.registry import RegistryClient
+    return RegistryClient(Endpoint(endpoint_url or reg.url, reg.host), Credentials(USER, PASSWORD),
+                          pluginmanager.create())
+
+
+def test_token_refused_by_the_registry_is_renewed(token_registry, proxy_factory, source):
+    reg = token_registry.registry
+    push_private(source, reg.host, "team/renew:1")
+    proxy = proxy_factory(reg.url)
+    client = _client(reg, proxy.url)
+    client.ping()
+    first = client.get_manifest("team/renew", "1")
+    fetched = len(token_registry.log())
+    challenge = (f'Bearer realm="{token_registry.token_url}/token",service="contentstore-test-registry",'
+                 f'scope="repository:team/renew:pull",error="invalid_token"')
+    proxy.faults({"match": "GET /v2/team/renew/manifests/", "status": 401, "www_authenticate": challenge,
+                  "times": 1})
+    assert client.get_manifest("team/renew", "1").data == first.data
+    assert len(token_registry.log()) == fetched + 1
+
+
+def test_expired_token_is_renewed_before_use(token_registry, source, monkeypatch):
+    import time
+
+    from contentstore import auth
+    reg = token_registry.registry
+    push_private(source, reg.host, "team/expiry:1")
+    before = len(token_registry.log())  # skopeo's own tokens
+    client = _client(reg)
+    client.ping()
+    client.get_manifest("team/expiry", "1")
+    client.get_manifest("team/expiry", "1")
+    fetched = len(token_registry.log())
+    assert fetched == before + 1  # cached while valid
+    later = time.time() + auth.MINIMUM_TOKEN_LIFETIME  # a clock, not a registry, is faked here
+    monkeypatch.setattr(auth.time, "time", lambda: later)
+    client.get_manifest("team/expiry", "1")
+    assert len(token_registry.log()) == fetched + 1
