@@ -36,12 +36,11 @@ def human_size(size: float) -> str:
 
 
 def bar(current: int, total: int | None, width: int = 50) -> str:
+    """Docker's progress bar: ``[=====>     ] 1.2MB/3.4MB``."""
     if not total:
         return human_size(current)
-    filled = min(width, int(width * current / total))
-    arrow = ">" if filled < width else ""
-    return f"[{'=' * max(0, filled - len(arrow))}{arrow}{' ' * (width - filled)}] " \
-           f"{human_size(current)}/{human_size(total)}"
+    filled = min(width, int(100 * current / total) * width // 100)
+    return f"[{'=' * filled}>{' ' * (width - filled)}] {human_size(current)}/{human_size(total)}"
 
 
 class PlainOutput:

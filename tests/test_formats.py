@@ -127,3 +127,30 @@ def test_platform_parsing_and_normalization():
     for bad in ("linux", "linux/", "/amd64", "a/b/c/d", ""):
         with pytest.raises(ValueError):
             Platform.parse(bad)
+
+
+def test_terminal_progress_redraws_layer_lines():
+    import io
+
+    from contentstore.progress import PlainOutput, ProgressEvent, TerminalOutput
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    show = TerminalOutput(out)
+    show(ProgressEvent(None, "1.0: Pulling from team/app"))
+    show(ProgressEvent("aaaaaaaaaaaa", "Pulling fs layer"))
+    show(ProgressEvent("bbbbbbbbbbbb", "Pulling fs layer"))
+    show(ProgressEvent("aaaaaaaaaaaa", "Downloading", 500_000, 1_000_000))
+    text = out.getvalue()
+    assert "aaaaaaaaaaaa: Downloading [=========================>" in text
+    assert "500kB/1MB" in text and "\x1b[2A" in text  # moved up two lines to redraw the first
+
+    plain = io.StringIO()
+    show = PlainOutput(plain)
+    for current in (1, 2, 3):
+        show(ProgressEvent("aaaaaaaaaaaa", "Downloading", current, 3))
+    show(ProgressEvent("aaaaaaaaaaaa", "Download complete"))
+    assert plain.getvalue() == "aaaaaaaaaaaa: Downloading\naaaaaaaaaaaa: Download complete\n"
