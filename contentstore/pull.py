@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import fallback
 from .config import Config
@@ -49,8 +49,8 @@ class _Job:
 
     client: RegistryClient
     reference: Reference
+    pinned: str | None = None  # the tag's digest, when the registry itself told it
     fetched_any: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 class Puller:
@@ -76,30 +76,56 @@ class Puller:
 
     def _with_fallback(self, reference: Reference, all_tags: bool) -> list[PullResult]:
         candidates = fallback.endpoints(reference, self.config, self.plugins)
+        pinned = None
+        if reference.tag and not all_tags and any(c.mirror for c in candidates):
+            # A mirror may hold a stale tag: ask the registry itself what the tag is now
+            # (a HEAD, which Docker Hub does not count as a pull), then fetch that digest.
+            pinned = self._resolve_tag(reference, [c for c in candidates if not c.mirror])
         for position, endpoint in enumerate(candidates):
             last = position == len(candidates) - 1
-            client = RegistryClient(endpoint, self.credentials.get(endpoint.host), self.plugins)
+            client = self._client(endpoint)
             try:
                 try:
                     client.ping()
+                    results = self._pull_repository(client, reference, all_tags, pinned)
                 except ContentStoreError as error:
-                    if last or not fallback.ping_failure_moves_on(error):
+                    pinging = not client.pinged
+                    moves_on = fallback.ping_failure_moves_on(error) if pinging else \
+                        fallback.moves_on(self.plugins, endpoint, error, client.confirmed_v2)
+                    if last or not moves_on:
                         raise
-                    log.info("%s: %s; trying %s", endpoint, error, candidates[position + 1])
+                    if endpoint.mirror or not pinging:
+                        self.emit(ProgressEvent(None, f"{endpoint.url}: {error}; trying "
+                                                      f"{candidates[position + 1].url}"))
                     continue
-                try:
-                    return self._pull_repository(client, reference, all_tags)
-                except ContentStoreError as error:
-                    if last or not fallback.moves_on(self.plugins, endpoint, error, client.confirmed_v2):
-                        raise
-                    self.emit(ProgressEvent(None, f"{endpoint.url}: {error}; trying {candidates[position + 1].url}"))
+                if endpoint.mirror:
+                    self.emit(ProgressEvent(None, f"Pulled from mirror {endpoint.url}"))
+                return results
             finally:
                 client.close()
         raise AssertionError("unreachable")  # the last endpoint always returns or raises
 
-    def _pull_repository(self, client: RegistryClient, reference: Reference, all_tags: bool) -> list[PullResult]:
+    def _client(self, endpoint) -> RegistryClient:
+        return RegistryClient(endpoint, self.credentials.get(endpoint.host), self.plugins)
+
+    def _resolve_tag(self, reference: Reference, upstreams) -> str | None:
+        for endpoint in upstreams:
+            client = self._client(endpoint)
+            try:
+                client.ping()
+                digest, _ = client.head_manifest(reference.repository, reference.tag)
+                if digest and is_valid(digest):
+                    return digest
+            except ContentStoreError as error:
+                log.debug("%s: cannot resolve %s there: %s", endpoint, reference, error)
+            finally:
+                client.close()
+        return None
+
+    def _pull_repository(self, client: RegistryClient, reference: Reference, all_tags: bool,
+                         pinned: str | None = None) -> list[PullResult]:
         if not all_tags:
-            result = self._pull_one(_Job(client, reference))
+            result = self._pull_one(_Job(client, reference, pinned=pinned))
             self._status(reference, result.updated)
             return [result]
         tags = client.tags(reference.repository)
@@ -126,7 +152,7 @@ class Puller:
 
         registry_digest = reference.digest
         if not by_digest:
-            registry_digest = self._head(job)
+            registry_digest = job.pinned or self._head(job)
         if registry_digest:
             local = self._complete_local(canonical.with_digest(registry_digest))
             if local is not None:  # nothing to fetch, not even the manifest

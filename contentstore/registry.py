@@ -45,6 +45,7 @@ class RegistryClient:
         self.session = session or make_session(verify_tls=endpoint.verify_tls)
         self.auth = Authenticator(endpoint.registry, self.session, credentials)
         self.confirmed_v2 = False
+        self.pinged = False
 
     def url(self, path: str) -> str:
         return urljoin(self.endpoint.url + "/", path.lstrip("/"))
@@ -68,9 +69,8 @@ class RegistryClient:
             # another protocol is allowed.
             versions = response.headers.get("Docker-Distribution-API-Version", "")
             self.confirmed_v2 = "registry/2.0" in [v.strip() for v in versions.split(",")]
-            if response.status_code == 200:
-                return
-            if response.status_code == 401 and self.auth.learn(response):
+            if response.status_code == 200 or (response.status_code == 401 and self.auth.learn(response)):
+                self.pinged = True
                 return
             explained = self.plugins.explain_ping_failure(endpoint=self.endpoint, response=response,
                                                           session=self.session)

@@ -10,7 +10,9 @@ prints ``PORT`` when listening. Faults are set while it runs, through its own en
   inverts the body byte at that offset; ``ignore_range`` forwards without the Range
   header; ``redirect`` answers 307 to that base URL plus the original path;
   ``delay`` sleeps that many seconds between 64 KiB chunks; ``body_size`` answers 200
-  with that many bytes (and ``content_type``) instead of forwarding.
+  with that many bytes (and ``content_type``) instead of forwarding; ``reply``
+  (``{status, body, headers}``) answers that; ``rewrite`` (``[old, new]``) forwards to
+  the path with ``old`` replaced by ``new``.
 - ``GET /__log__``: every request seen (method, path, status, body bytes sent, whether
   it carried an Authorization header).
 
@@ -109,6 +111,13 @@ class Handler(BaseHTTPRequestHandler):
             if "www_authenticate" in rule:
                 headers["WWW-Authenticate"] = rule["www_authenticate"]
             return self._reply(rule["status"], b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}', headers)
+        if "reply" in rule:
+            reply = rule["reply"]
+            entry["status"] = reply.get("status", 200)
+            return self._reply(entry["status"], reply.get("body", "").encode(), reply.get("headers", {}))
+        if "rewrite" in rule:
+            old, new = rule["rewrite"]
+            self.path = self.path.replace(old, new)
         if "body_size" in rule:
             entry["status"] = 200
             return self._reply(200, b" " * rule["body_size"],
