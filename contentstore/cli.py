@@ -22,6 +22,10 @@ from .store import Store
 PROG = "contentstore"
 
 
+class UsageError(Exception):
+    """A command was called the wrong way: exit status 2."""
+
+
 class Context:
     """What every command gets: the parsed options and, lazily, the store."""
 
@@ -62,6 +66,38 @@ def cmd_pull(ctx: Context) -> int:
         ctx.out(Reference.parse(ctx.args.ref, default_tag=None).name)
     else:
         ctx.out(result.reference)
+    return 0
+
+
+def cmd_login(ctx: Context) -> int:
+    from . import login
+
+    if ctx.args.password_stdin:
+        password = sys.stdin.read().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        import getpass
+        password = getpass.getpass("Password: ")
+    else:
+        raise UsageError("give the password on standard input with --password-stdin")
+    username = ctx.args.username
+    if not username:
+        if not sys.stdin.isatty() or ctx.args.password_stdin:
+            raise UsageError("give the username with -u/--username")
+        username = input("Username: ")
+    where = login.login(ctx.store, ctx.args.registry, username, password)
+    ctx.info(f"Credentials saved in {where}")
+    ctx.out("Login Succeeded")
+    return 0
+
+
+def cmd_logout(ctx: Context) -> int:
+    from . import login
+
+    name = login.registry_name(ctx.args.registry)
+    if login.logout(name):
+        ctx.out(f"Removing login credentials for {name}")
+    else:
+        ctx.out(f"Not logged in to {name}")
     return 0
 
 
@@ -193,6 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("-a", "--all-tags", action="store_true", help="pull every tag of the repository")
     pull.set_defaults(func=cmd_pull)
 
+    login = commands.add_parser("login", help="check credentials and save them in Docker's config.json")
+    login.add_argument("registry", metavar="REGISTRY")
+    login.add_argument("-u", "--username")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    login.set_defaults(func=cmd_login)
+    logout = commands.add_parser("logout", help="remove saved credentials")
+    logout.add_argument("registry", metavar="REGISTRY")
+    logout.set_defaults(func=cmd_logout)
+
     blob = commands.add_parser("blob", help="raw blob access")
     blob_commands = blob.add_subparsers(dest="blob_command", metavar="SUBCOMMAND", required=True)
     put = blob_commands.add_parser("put", help="store a file ('-' for stdin); print its digest")
@@ -247,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(args)
     try:
         return args.func(ctx)
+    except UsageError as exc:
+        parser.error(str(exc))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .fsutil import atomic_write
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
@@ -95,6 +96,50 @@ class CredentialStore:
                 return Credentials(entry["username"], entry.get("password", ""))
         return None
 
+    # -- login / logout ---------------------------------------------------------------
+
+    def store(self, registry: str, username: str, password: str) -> str:
+        """Save credentials as ``docker login`` does; return where they went."""
+        config = self.load()
+        helper = self.helper_for(registry, config)
+        key = config_key(registry)
+        if helper:
+            _helper_call(helper, "store", json.dumps(
+                {"ServerURL": key, "Username": username, "Secret": password}).encode())
+            return f"docker-credential-{helper}"
+        auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+        auths = config.setdefault("auths", {})
+        for existing in [k for k in auths if _host_of(k) == _host_of(key) and k != key]:
+            del auths[existing]
+        auths[key] = {"auth": auth}
+        self._write(config)
+        return str(self.path)
+
+    def erase(self, registry: str) -> bool:
+        """Remove the credentials for ``registry``; return whether there were any."""
+        config = self.load()
+        key = config_key(registry)
+        found = False
+        auths = config.get("auths") or {}
+        for existing in [k for k in auths if _host_of(k) == _host_of(key)]:
+            del auths[existing]
+            found = True
+        if found:
+            self._write(config)
+        helper = self.helper_for(registry, config)
+        if helper:
+            try:
+                _helper_call(helper, "erase", key.encode())
+                found = True
+            except ConfigError as exc:
+                if "not found" not in str(exc).lower():
+                    raise
+        return found
+
+    def _write(self, config: dict) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(self.path, json.dumps(config, indent="\t").encode() + b"\n", mode=0o600)
+
     def _from_helper(self, helper: str, server: str) -> Credentials | None:
         try:
             proc = subprocess.run([f"docker-credential-{helper}", "get"], input=server.encode(),
@@ -114,6 +159,18 @@ class CredentialStore:
         if username == "<token>":
             return Credentials(identity_token=secret)
         return Credentials(username, secret) if secret else None
+
+
+def _helper_call(helper: str, action: str, payload: bytes) -> None:
+    try:
+        proc = subprocess.run([f"docker-credential-{helper}", action], input=payload,
+                              capture_output=True, timeout=60)
+    except FileNotFoundError:
+        raise ConfigError(f"credential helper docker-credential-{helper} not found on PATH") from None
+    if proc.returncode != 0:
+        message = (proc.stdout or proc.stderr).decode(errors="replace").strip()
+        raise ConfigError(f"docker-credential-{helper} {action} failed: "
+                          f"{message.splitlines()[0] if message else proc.returncode}")
 
 
 def _decode_auth(value: str) -> tuple[str, str]:
