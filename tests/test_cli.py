@@ -9,7 +9,7 @@ import pytest
 
 from contentstore import digest as digests
 
-from images import build_image, build_index
+from contentstore.testing import build_image, build_index
 
 
 @pytest.fixture

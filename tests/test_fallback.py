@@ -6,9 +6,8 @@ import pytest
 
 from contentstore import Store
 from contentstore.errors import DigestMismatch, NotV2Registry, RegistryUnreachable
-from contentstore.testing import push
+from contentstore.testing import build_image, push
 
-from images import build_image
 from servers import oci_ref
 from tools import require
 

@@ -6,7 +6,7 @@ from contentstore import digest as digests
 from contentstore import mediatypes as mt
 from contentstore.errors import UnsupportedMediaType
 
-from images import build_image, build_index
+from contentstore.testing import build_image, build_index
 
 
 def all_blobs(store):

@@ -9,9 +9,8 @@ import sys
 
 import pytest
 
-from contentstore.testing import push
+from contentstore.testing import build_image, push
 
-from images import build_image
 from servers import PASSWORD, USER, oci_ref
 from tools import require
 

@@ -8,8 +8,8 @@ import pytest
 from contentstore import Store
 from contentstore import mediatypes as mt
 from contentstore.progress import ProgressEvent
+from contentstore.testing import build_image, build_index, push
 
-from images import build_image, build_index
 from servers import oci_ref
 from tools import require
 
@@ -42,7 +42,6 @@ def push_built(source, registry, name, *args, layers=None, files=None):
     """Build an image in ``source`` and push it to ``registry`` as ``name`` (repo:tag)."""
     local = "src/" + name.replace(":", "-")
     build_image(source, local, files=files or {"hello.txt": f"hello {name}\n"}, layers=layers)
-    from contentstore.testing import push
     return push(oci_ref(source, f"docker.io/{local}:latest"), registry, name, *args)
 
 
@@ -55,7 +54,6 @@ def test_pull_oci_image_made_by_umoci(registry, tmp_path, store):
     (tmp_path / "payload").mkdir()
     (tmp_path / "payload" / "greeting").write_text("hi from umoci\n")
     run("umoci", "insert", "--rootless", "--image", f"{layout}:app", str(tmp_path / "payload"), "/srv")
-    from contentstore.testing import push
     ref = push(f"oci:{layout}:app", registry, "team/umoci:1.0")
     events = Recorder()
     image = store.pull(ref, progress=events)
@@ -123,7 +121,6 @@ PLATFORMS = [("linux", "amd64", None), ("linux", "arm64", "v8"), ("linux", "arm"
 @pytest.mark.parametrize("list_format", ["oci", "v2s2"])
 def test_pull_multi_platform(registry, source, store, list_format):
     build_index(source, "src/multi:latest", PLATFORMS)
-    from contentstore.testing import push
     ref = push(oci_ref(source, "docker.io/src/multi:latest"), registry, f"team/multi-{list_format}:1",
                "--all", "--format", list_format)
     raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
@@ -148,7 +145,6 @@ def test_pull_multi_platform(registry, source, store, list_format):
 
 def test_pull_all_platforms(registry, source, store):
     build_index(source, "src/all:latest", PLATFORMS)
-    from contentstore.testing import push
     ref = push(oci_ref(source, "docker.io/src/all:latest"), registry, "team/all:1", "--all")
     store.pull(ref, all_platforms=True)
     index = store.manifest(store.resolve(ref))
@@ -198,7 +194,6 @@ def test_second_pull_is_up_to_date_with_no_get(registry, proxy_factory, source, 
 
 def test_image_already_present_downloads_no_blob(registry, proxy_factory, source, store):
     push_built(source, registry, "team/same:1")
-    from contentstore.testing import push
     push(f"docker://{registry.host}/team/same:1", registry, "team/same:2", "--src-tls-verify=false")
     proxy = proxy_factory(registry.url)
     store.pull(f"{proxy.host}/team/same:1")

@@ -7,9 +7,8 @@ import sys
 import pytest
 
 from contentstore.errors import Unauthorized
-from contentstore.testing import push
+from contentstore.testing import build_image, push
 
-from images import build_image
 from servers import PASSWORD, USER, oci_ref, write_docker_config
 from tools import require
 

@@ -9,9 +9,8 @@ import time
 import pytest
 
 from contentstore.errors import DigestMismatch
-from contentstore.testing import push
+from contentstore.testing import build_image, push
 
-from images import build_image
 from servers import oci_ref
 from tools import require
 
