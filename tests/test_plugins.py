@@ -102,3 +102,14 @@ def test_required_plugins_refuse_to_be_disabled(name):
     with pytest.raises(PluginError) as info:
         pluginmanager.create(disabled={name})
     assert name in str(info.value) and "core needs it" in str(info.value)
+
+
+def test_hook_reference_is_current():
+    """docs/hooks.md is generated from the hook specifications and must match them."""
+    from pathlib import Path
+
+    from contentstore import hookdoc
+
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "hooks.md").read_text()
+    assert committed == hookdoc.render(), "run: python -m contentstore.hookdoc > docs/hooks.md"
+    assert len(hookdoc.hooks()) == len([n for n in dir(pluginmanager.hookspecs) if n.startswith("contentstore_")])

@@ -8,7 +8,7 @@ import pytest
 from contentstore import Store
 from contentstore import mediatypes as mt
 from contentstore.progress import ProgressEvent
-from contentstore.testing import build_image, build_index, push
+from contentstore.testing import build_image, build_index, push, push_test_image
 
 from servers import oci_ref
 from tools import require
@@ -154,9 +154,9 @@ def test_pull_all_platforms(registry, source, store):
         assert all(store.exists(layer.digest) for layer in image.layers)
 
 
-def test_pull_zstd_layers(registry, source, store):
-    ref = push_built(source, registry, "team/zstd:1", "--format", "oci", "--dest-compress-format", "zstd",
-                     files={"big.txt": "zstd " * 20000})
+def test_pull_zstd_layers(registry, store):
+    ref = push_test_image(registry, "team/zstd:1", {"big.txt": "zstd " * 20000},
+                          "--format", "oci", "--dest-compress-format", "zstd")
     image = store.pull(ref)
     assert image.layers[0].media_type == mt.OCI_LAYER_ZSTD
     config = json.loads(store.content.read(image.config.digest))
