@@ -105,7 +105,7 @@ class Authenticator:
         if not realm or not realm.startswith(("https://", "http://")):
             raise RegistryError(f"{self.registry}: bearer challenge without a usable realm: {realm!r}")
         service = challenge.params.get("service", "")
-        scopes = [s for s in {scope, challenge.params.get("scope", "")} if s]
+        scopes = sorted(set(scope.split()) | set(challenge.params.get("scope", "").split()))
         creds = self.credentials
         what = f"token from {realm}"
         try:

@@ -69,6 +69,22 @@ def cmd_pull(ctx: Context) -> int:
     return 0
 
 
+def cmd_push(ctx: Context) -> int:
+    progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
+    result = ctx.store.push(ctx.args.src, ctx.args.dest, progress=progress)
+    if ctx.args.quiet:
+        ctx.out(f"{result.reference.name}@{result.digest}")
+    return 0
+
+
+def cmd_copy(ctx: Context) -> int:
+    progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
+    result = ctx.store.copy(ctx.args.src, ctx.args.dest, progress=progress)
+    if ctx.args.quiet:
+        ctx.out(f"{result.reference.name}@{result.digest}")
+    return 0
+
+
 def cmd_login(ctx: Context) -> int:
     from . import login
 
@@ -228,6 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--all-platforms", action="store_true", help="keep every platform of an index")
     pull.add_argument("-a", "--all-tags", action="store_true", help="pull every tag of the repository")
     pull.set_defaults(func=cmd_pull)
+
+    push = commands.add_parser("push", help="push a local image (manifest list included) to a registry")
+    push.add_argument("src", metavar="SRC")
+    push.add_argument("dest", metavar="DEST", nargs="?")
+    push.set_defaults(func=cmd_push)
+    copy = commands.add_parser("copy", help="copy an image from registry to registry, through the store")
+    copy.add_argument("src", metavar="SRC")
+    copy.add_argument("dest", metavar="DEST")
+    copy.set_defaults(func=cmd_copy)
 
     login = commands.add_parser("login", help="check credentials and save them in Docker's config.json")
     login.add_argument("registry", metavar="REGISTRY")

@@ -20,7 +20,8 @@ from .errors import ConfigError
 
 CONFIG_ENV = "CONTENTSTORE_CONFIG"
 
-_TOP_KEYS = {"registry": dict, "max_concurrent_downloads": int, "max_concurrent_uploads": int}
+_TOP_KEYS = {"registry": dict, "max_concurrent_downloads": int, "max_concurrent_uploads": int,
+             "upload_chunk_size": int}
 _REGISTRY_KEYS = {"mirrors": list, "insecure": bool, "mirror_fallback": bool}
 
 
@@ -45,6 +46,8 @@ class Config:
     registries: dict[str, RegistryConfig] = field(default_factory=dict)
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
+    #: Blobs larger than this are uploaded in PATCH chunks of this size; smaller in one PUT.
+    upload_chunk_size: int = 32 * 1024 * 1024
 
     def registry(self, host: str) -> RegistryConfig:
         return self.registries.get(host, RegistryConfig())
@@ -110,7 +113,7 @@ def _build(path: Path, text: str, data: dict) -> Config:
             insecure=table.get("insecure", False),
             mirror_fallback=table.get("mirror_fallback", True),
         )
-    for key in ("max_concurrent_downloads", "max_concurrent_uploads"):
+    for key in ("max_concurrent_downloads", "max_concurrent_uploads", "upload_chunk_size"):
         if key in data and data[key] < 1:
             raise ConfigError(f"{path}:{_line_of(text, key)}: {key!r} must be at least 1")
     return Config(
@@ -118,4 +121,5 @@ def _build(path: Path, text: str, data: dict) -> Config:
         registries=registries,
         max_concurrent_downloads=data.get("max_concurrent_downloads", 3),
         max_concurrent_uploads=data.get("max_concurrent_uploads", 5),
+        upload_chunk_size=data.get("upload_chunk_size", Config.upload_chunk_size),
     )

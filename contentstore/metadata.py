@@ -1,7 +1,9 @@
 """Metadata that is not part of the OCI layout, in SQLite beside it.
 
 - diffID -> blob digest, with the registry and repository the blob came from (Docker's
-  V2MetadataService), so a push can skip or cross-repository-mount layers;
+  V2MetadataService);
+- blob digest -> the registries and repositories known to hold it (configs too, which
+  have no diffID), so a push can cross-repository-mount instead of uploading;
 - labels on blobs, such as ``contentstore.gc.ref.<name>`` (another blob that gc must keep
   while this one is kept, as containerd's gc labels do).
 
@@ -32,6 +34,12 @@ CREATE TABLE IF NOT EXISTS diffid (
     PRIMARY KEY (diff_id, digest, registry, repository)
 );
 CREATE INDEX IF NOT EXISTS diffid_by_digest ON diffid (digest);
+CREATE TABLE IF NOT EXISTS blob_source (
+    digest     TEXT NOT NULL,
+    registry   TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    PRIMARY KEY (digest, registry, repository)
+);
 CREATE TABLE IF NOT EXISTS label (
     digest TEXT NOT NULL,
     key    TEXT NOT NULL,
@@ -101,6 +109,23 @@ class Metadata:
         with self._connect() as db:
             row = db.execute("SELECT diff_id FROM diffid WHERE digest = ? LIMIT 1", (Digest(digest),)).fetchone()
         return Digest(row[0]) if row else None
+
+    # -- where blobs are ---------------------------------------------------------------
+
+    def add_sources(self, digests: list[str], registry: str, repository: str) -> None:
+        """Record that ``registry/repository`` holds each blob of ``digests``."""
+        with self._connect(write=True) as db:
+            db.executemany("INSERT OR IGNORE INTO blob_source VALUES (?, ?, ?)",
+                           [(Digest(d), registry, repository) for d in digests])
+
+    def blob_sources(self, digest: str) -> list[BlobSource]:
+        """The repositories known to hold ``digest``, most recently recorded first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT registry, repository FROM blob_source WHERE digest = ? ORDER BY rowid DESC",
+                (Digest(digest),),
+            ).fetchall()
+        return [BlobSource(Digest(digest), r, p) for r, p in rows]
 
     # -- labels --------------------------------------------------------------------------
 

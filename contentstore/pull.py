@@ -276,6 +276,8 @@ class Puller:
                 self.store.metadata.add_diff_id(expected, layer.digest, job.reference.registry,
                                                 job.reference.repository)
         self._complete(layers, results)
+        self.store.metadata.add_sources([manifest.config.digest, *(l.digest for l in layers)],
+                                        job.reference.registry, job.reference.repository)
         return self._put_manifest(raw, manifest)
 
     def _compression(self, layer: Descriptor) -> str | None:
@@ -380,6 +382,8 @@ class Puller:
         for layer, diff_id in zip(sized, diff_ids):
             self.store.metadata.add_diff_id(diff_id, layer.digest, job.reference.registry,
                                             job.reference.repository)
+        self.store.metadata.add_sources([layer.digest for layer in sized], job.reference.registry,
+                                        job.reference.repository)
         self._complete(layers, results)
         return target
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -81,19 +81,29 @@ class RegistryClient:
                 f"{response.status_code} {response.reason})", status=response.status_code, url=what)
 
     def request(self, method: str, path: str, scope: str, what: str, headers: dict | None = None,
-                stream: bool = False, expect: tuple[int, ...] = (200,)) -> requests.Response:
-        """Send an authenticated request; on 401 learn the challenge and retry once."""
+                stream: bool = False, expect: tuple[int, ...] = (200,), data=None) -> requests.Response:
+        """Send an authenticated request; on 401 learn the challenge and retry once.
+
+        :param path: a path on the endpoint, or an absolute URL (an upload ``Location``);
+            credentials are only ever sent to the endpoint's own host.
+        :param data: a body: bytes, or a file object (rewound for the retry).
+        """
         headers = dict(headers or {})
+        url = path if "://" in path else self.url(path)
+        own_host = urlsplit(url).netloc == urlsplit(self.endpoint.url).netloc
+        start = data.tell() if hasattr(data, "tell") else None
         for attempt in (1, 2):
-            authorization = self.auth.header(scope)
+            authorization = self.auth.header(scope) if own_host else None
             if authorization:
                 headers["Authorization"] = authorization
+            if start is not None:
+                data.seek(start)
             try:
-                response = self.session.request(method, self.url(path), headers=headers,
+                response = self.session.request(method, url, headers=headers, data=data,
                                                 stream=stream, timeout=TIMEOUT)
             except requests.RequestException as exc:
                 raise unreachable(exc, what) from None
-            if response.status_code == 401 and attempt == 1:
+            if response.status_code == 401 and attempt == 1 and own_host:
                 response.close()
                 self.auth.invalidate(scope)
                 if self.auth.learn(response):
@@ -168,6 +178,78 @@ class RegistryClient:
             match = re.search(r"<([^>]+)>\s*;\s*rel=\"?next\"?", link)
             path = match.group(1) if match else ""
         return tags
+
+
+    # -- push ------------------------------------------------------------------------------
+
+    def blob_exists(self, repository: str, digest: str, scope: str) -> bool:
+        response = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", scope,
+                                f"{self.endpoint.registry}/{repository}@{digest}", expect=(200, 404))
+        with response:
+            return response.status_code == 200
+
+    def mount_blob(self, repository: str, digest: str, source: str, scope: str) -> tuple[bool, str | None]:
+        """Ask for a cross-repository mount; return (mounted, upload location if not)."""
+        response = self.request(
+            "POST", f"/v2/{repository}/blobs/uploads/?mount={digest}&from={source}", scope,
+            f"mount of {digest} from {source}", expect=(201, 202))
+        with response:
+            if response.status_code == 201:
+                return True, None
+            return False, self._location(response)
+
+    def start_upload(self, repository: str, scope: str) -> str:
+        response = self.request("POST", f"/v2/{repository}/blobs/uploads/", scope,
+                                f"upload to {self.endpoint.registry}/{repository}", expect=(202,))
+        with response:
+            return self._location(response)
+
+    def upload_status(self, location: str, scope: str) -> tuple[int, str]:
+        """How many bytes the registry holds for an upload, and its current location."""
+        response = self.request("GET", location, scope, "upload status", expect=(204,))
+        with response:
+            return _range_end(response.headers.get("Range")), self._location(response, location)
+
+    def upload_chunk(self, location: str, data, start: int, length: int, scope: str) -> tuple[int, str]:
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(length),
+                   "Content-Range": f"{start}-{start + length - 1}"}
+        response = self.request("PATCH", location, scope, "blob upload", headers=headers, data=data,
+                                expect=(202,))
+        with response:
+            return _range_end(response.headers.get("Range")), self._location(response, location)
+
+    def finish_upload(self, location: str, digest: str, scope: str, data=None, length: int = 0) -> str:
+        """Close an upload (with the whole body for a monolithic one); return the digest."""
+        separator = "&" if "?" in location else "?"
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(length)}
+        response = self.request("PUT", f"{location}{separator}digest={digest}", scope, f"upload of {digest}",
+                                headers=headers, data=data if length else b"", expect=(201, 204))
+        with response:
+            return response.headers.get("Docker-Content-Digest") or digest
+
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str, scope: str) -> str | None:
+        response = self.request("PUT", f"/v2/{repository}/manifests/{reference}", scope,
+                                f"manifest {self.endpoint.registry}/{repository}:{reference}",
+                                headers={"Content-Type": media_type}, data=data, expect=(200, 201, 202))
+        with response:
+            return response.headers.get("Docker-Content-Digest")
+
+    def _location(self, response: requests.Response, default: str | None = None) -> str:
+        location = response.headers.get("Location") or default
+        if not location:
+            raise RegistryError(f"{self.endpoint.registry}: upload answer without a Location",
+                                status=response.status_code, url=response.url)
+        return urljoin(self.endpoint.url + "/", location)
+
+
+def _range_end(value: str | None) -> int:
+    """``Range: 0-1023`` -> 1024 bytes held (the header is inclusive)."""
+    if not value:
+        return 0
+    match = re.fullmatch(r"(?:bytes=)?0-(\d+)", value.strip())
+    # distribution says "0-0" for an empty upload too; taking it as empty is safe (a
+    # wrong guess makes the next chunk fail, and the upload starts again).
+    return int(match.group(1)) + 1 if match and match.group(1) != "0" else 0
 
 
 def _media_type(response: requests.Response) -> str | None:

@@ -293,6 +293,19 @@ class Store:
                   for r in results]
         return images if all_tags else images[0]
 
+    def push(self, src: str, dest: str | None = None, progress: ProgressCallback | None = None):
+        """Push the local image ``src`` (an index with its children) to ``dest`` (default:
+        where ``src`` names). Returns a :class:`~contentstore.push.PushResult`."""
+        from .push import Pusher
+
+        return Pusher(self, self.config, progress).push(src, dest)
+
+    def copy(self, src: str, dest: str, progress: ProgressCallback | None = None):
+        """Registry to registry through the store (every platform), as ``skopeo copy``."""
+        self.pull(src, all_platforms=True, progress=progress)
+        source = Reference.parse(src)
+        return self.push(str(source), dest, progress=progress)
+
     # -- maintenance ---------------------------------------------------------------------
 
     @contextlib.contextmanager

@@ -12,7 +12,9 @@ prints ``PORT`` when listening. Faults are set while it runs, through its own en
   ``delay`` sleeps that many seconds between 64 KiB chunks; ``body_size`` answers 200
   with that many bytes (and ``content_type``) instead of forwarding; ``reply``
   (``{status, body, headers}``) answers that; ``rewrite`` (``[old, new]``) forwards to
-  the path with ``old`` replaced by ``new``.
+  the path with ``old`` replaced by ``new``; ``drop_request`` closes the client's
+  connection without forwarding; ``cut_request_after`` forwards that many bytes of the
+  request body and then breaks both connections.
 - ``GET /__log__``: every request seen (method, path, status, body bytes sent, whether
   it carried an Authorization header).
 
@@ -137,6 +139,22 @@ class Handler(BaseHTTPRequestHandler):
         headers["Host"] = upstream.netloc
         if rule.get("ignore_range"):
             headers.pop("Range", None)
+        if "drop_request" in rule:  # the client's connection breaks before anything is forwarded
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        if "cut_request_after" in rule:  # the registry gets part of the body, then a broken connection
+            conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            for key, value in headers.items():
+                conn.putheader(key, value)
+            conn.endheaders()
+            conn.send(body[: rule["cut_request_after"]])
+            conn.sock.shutdown(2)
+            conn.close()
+            entry["status"] = "cut"
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
         if self.server.upstream_auth:
             headers["Authorization"] = "Basic " + base64.b64encode(self.server.upstream_auth.encode()).decode()
         conn.request(self.command, self.path, body=body or None, headers=headers)

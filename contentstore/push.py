@@ -1,0 +1,312 @@
+"""Push: what ``docker push`` (and ``skopeo copy oci:… docker://…``) does.
+
+For every blob: a ``HEAD`` (``Layer already exists``), else a cross-repository mount from
+the repositories the metadata says hold it on that registry (Docker's
+V2MetadataService), else an upload: one ``PUT`` for a small blob, ``PATCH`` chunks for a
+large one, resumed from the offset the registry reports after an interruption. Then the
+manifests, children before the index, each checked against the registry's
+``Docker-Content-Digest``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from urllib3.exceptions import MaxRetryError
+
+from . import fallback
+from .auth import scope_for
+from .credentials import CredentialStore
+from .digest import Digest
+from .download import short_id
+from .errors import (BlobNotFound, ContentStoreError, DigestMismatch, InvalidReference,
+                     RegistryError, RegistryUnreachable)
+from .manifest import MAX_MANIFEST_SIZE, Descriptor, ImageManifest, Manifest, ManifestIndex
+from .progress import ProgressCallback, ProgressEvent, quiet
+from .pull import ORIGINAL_LABEL
+from .reference import Reference
+from .registry import RegistryClient
+from .transport import retry_policy
+
+log = logging.getLogger(__name__)
+
+#: Tries for one blob upload (each resumes where the registry says it stopped).
+UPLOAD_ATTEMPTS = 5
+
+
+@dataclass
+class PushResult:
+    reference: Reference
+    digest: Digest
+    size: int
+    pushed: int = 0
+    mounted: int = 0
+    existed: int = 0
+
+
+class Pusher:
+    def __init__(self, store, config, progress: ProgressCallback | None = None,
+                 credentials: CredentialStore | None = None):
+        self.store = store
+        self.config = config
+        self.plugins = store.plugins
+        self.emit = progress if progress is not None else quiet
+        self.credentials = credentials or CredentialStore()
+
+    def push(self, src: str, dest: str | None = None) -> PushResult:
+        descriptor = self.store.resolve(src)
+        source_name = descriptor.annotations.get("org.opencontainers.image.ref.name")
+        target = self._destination(src, source_name, dest)
+        manifest = self.store.manifest(descriptor)
+        self.emit(ProgressEvent(None, f"The push refers to repository [{target.name}]"))
+        with self.store.lease():
+            return self._with_endpoints(target, descriptor, manifest)
+
+    @staticmethod
+    def _destination(src: str, source_name: str | None, dest: str | None) -> Reference:
+        if dest is None:
+            if source_name is None:
+                raise InvalidReference(f"{src} is not a named reference: give a destination")
+            return Reference.parse(source_name)
+        target = Reference.parse(dest, default_tag=None)
+        if target.tag is None and target.digest is None:
+            source_tag = Reference.parse(source_name).tag if source_name else None
+            target = Reference(target.registry, target.repository, source_tag or "latest", None)
+        return target
+
+    def _with_endpoints(self, target: Reference, descriptor: Descriptor, manifest: Manifest) -> PushResult:
+        # No mirrors for pushes: the registry itself, over HTTPS (then HTTP where allowed).
+        candidates = [e for e in fallback.endpoints(target, self.config, self.plugins) if not e.mirror]
+        for position, endpoint in enumerate(candidates):
+            client = RegistryClient(endpoint, self.credentials.get(endpoint.host), self.plugins)
+            try:
+                try:
+                    client.ping()
+                except ContentStoreError as error:
+                    if position == len(candidates) - 1 or not fallback.ping_failure_moves_on(error):
+                        raise
+                    continue
+                return _PushJob(self, client, target).run(descriptor, manifest)
+            finally:
+                client.close()
+        raise AssertionError("unreachable")
+
+
+class _PushJob:
+    def __init__(self, pusher: Pusher, client: RegistryClient, target: Reference):
+        self.pusher = pusher
+        self.store = pusher.store
+        self.emit = pusher.emit
+        self.client = client
+        self.target = target
+        self.repository = target.repository
+        self.scope = scope_for(self.repository, "pull,push")
+        self.counts = {"pushed": 0, "mounted": 0, "existed": 0}
+        self.lock = threading.Lock()
+
+    def run(self, descriptor: Descriptor, manifest: Manifest) -> PushResult:
+        if isinstance(manifest, ManifestIndex):
+            for child in manifest.manifests:
+                self._push_child(child)
+        elif isinstance(manifest, ImageManifest):
+            self._push_blobs(manifest)
+        original = self.store.labels(descriptor.digest).get(ORIGINAL_LABEL)
+        if original:
+            self.emit(ProgressEvent(None, f"{self.target.familiar()}: a schema1 image; pushing its "
+                                          f"converted OCI manifest"))
+        reference = self.target.digest or self.target.tag
+        data = self.store.content.read(descriptor.digest, MAX_MANIFEST_SIZE)
+        answered = self.client.put_manifest(self.repository, reference, data, manifest.media_type, self.scope)
+        if answered and answered != descriptor.digest:
+            raise DigestMismatch(descriptor.digest, answered, f"manifest pushed to {self.target.name}")
+        self.emit(ProgressEvent(None, f"{self.target.tag or self.target.digest}: digest: "
+                                      f"{descriptor.digest} size: {len(data)}"))
+        return PushResult(self.target, descriptor.digest, len(data), **self.counts)
+
+    def _push_child(self, child: Descriptor) -> None:
+        if not self.store.exists(child.digest):
+            if self.client.blob_exists(self.repository, child.digest, self.scope) or \
+                    self._manifest_exists(child):
+                return
+            raise BlobNotFound(child.digest)  # pull with --all-platforms to push every platform
+        manifest = self.store.manifest(child)
+        if isinstance(manifest, ImageManifest):
+            self._push_blobs(manifest)
+        data = self.store.content.read(child.digest, MAX_MANIFEST_SIZE)
+        answered = self.client.put_manifest(self.repository, child.digest, data, manifest.media_type, self.scope)
+        if answered and answered != child.digest:
+            raise DigestMismatch(child.digest, answered, f"manifest pushed to {self.target.name}")
+
+    def _manifest_exists(self, child: Descriptor) -> bool:
+        try:
+            digest, _ = self.client.head_manifest(self.repository, child.digest)
+        except RegistryError:
+            return False
+        return digest == child.digest
+
+    def _push_blobs(self, manifest: ImageManifest) -> None:
+        layers = list(manifest.layers)
+        for layer in layers:
+            self.emit(ProgressEvent(short_id(layer.digest), "Preparing"))
+        workers = max(1, self.pusher.config.max_concurrent_uploads)
+        for position, layer in enumerate(layers):
+            if position >= workers:
+                self.emit(ProgressEvent(short_id(layer.digest), "Waiting"))
+        blobs = layers + ([manifest.config] if manifest.config else [])
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload") as pool:
+            futures = [pool.submit(self._push_blob, blob, blob is not manifest.config) for blob in blobs]
+            for future in futures:
+                future.result()
+
+    def _count(self, what: str) -> None:
+        with self.lock:
+            self.counts[what] += 1
+
+    def _push_blob(self, blob: Descriptor, is_layer: bool) -> None:
+        layer_id = short_id(blob.digest)
+        show = self.emit if is_layer else quiet
+        if not self.store.exists(blob.digest):
+            raise BlobNotFound(blob.digest)
+        if self.client.blob_exists(self.repository, blob.digest, self.scope):
+            show(ProgressEvent(layer_id, "Layer already exists"))
+            self._count("existed")
+            self._remember(blob)
+            return
+        location = None
+        for source in self._mount_sources(blob):
+            mounted, location = self.client.mount_blob(
+                self.repository, blob.digest, source,
+                f"{self.scope} {scope_for(source, 'pull')}")
+            if mounted:
+                show(ProgressEvent(layer_id, f"Mounted from {source}"))
+                self._count("mounted")
+                self._remember(blob)
+                return
+        self._upload(blob, location, show)
+        show(ProgressEvent(layer_id, "Pushed"))
+        self._count("pushed")
+        self._remember(blob)
+
+    def _mount_sources(self, blob: Descriptor) -> list[str]:
+        """Other repositories on the target registry known to hold ``blob``."""
+        sources = []
+        for source in self.store.metadata.blob_sources(blob.digest):
+            if source.registry == self.target.registry and source.repository != self.repository \
+                    and source.repository not in sources:
+                sources.append(source.repository)
+        return sources[:3]  # as Docker, a few candidates, most recent first
+
+    def _remember(self, blob: Descriptor) -> None:
+        """Record that the target repository holds this blob, for later mounts."""
+        self.store.metadata.add_sources([blob.digest], self.target.registry, self.repository)
+        diff_id = self.store.metadata.diff_id(blob.digest)
+        if diff_id is not None:
+            self.store.metadata.add_diff_id(diff_id, blob.digest, self.target.registry, self.repository)
+
+    # -- uploads --------------------------------------------------------------------------
+
+    def _upload(self, blob: Descriptor, location: str | None, show) -> None:
+        """Upload a blob: one PUT if small, else PATCH chunks; resumed or restarted after a
+        broken connection, as the registry allows."""
+        size = self.store.size(blob.digest)
+        chunk_size = self.pusher.config.upload_chunk_size
+        chunked = size > chunk_size
+        layer_id = short_id(blob.digest)
+        retry = retry_policy(total=UPLOAD_ATTEMPTS, other=UPLOAD_ATTEMPTS)
+        resume = False
+        while True:
+            try:
+                offset = 0
+                if location is not None and resume:
+                    offset, location = self._where(location)
+                if location is None:
+                    location = self.client.start_upload(self.repository, self.scope)
+                with self.store.open(blob.digest) as data:
+                    if chunked:
+                        location = self._send_chunks(location, data, offset, size, chunk_size, layer_id, show)
+                        answered = self.client.finish_upload(location, blob.digest, self.scope)
+                    else:
+                        show(ProgressEvent(layer_id, "Pushing", 0, size))
+                        answered = self.client.finish_upload(location, blob.digest, self.scope, data, size)
+                show(ProgressEvent(layer_id, "Pushing", size, size))
+                if answered != blob.digest:
+                    raise DigestMismatch(blob.digest, answered, f"blob pushed to {self.target.name}")
+                return
+            except RegistryError as error:
+                lost = _upload_lost(error)
+                if not lost and not isinstance(error, RegistryUnreachable):
+                    raise
+                try:
+                    retry = retry.increment(method="PUT", url=str(blob.digest), error=error)
+                except MaxRetryError:
+                    raise error from None
+                log.debug("%s: upload interrupted (%s); trying again", layer_id, error)
+                show(ProgressEvent(layer_id, "Retrying"))
+                retry.sleep()
+                resume = chunked and not lost
+                if lost or not chunked:
+                    location = None  # a new upload, from the start
+
+    def _where(self, location: str) -> tuple[int, str | None]:
+        """Where an interrupted upload stands; (0, None) when the registry dropped it."""
+        try:
+            return self.client.upload_status(location, self.scope)
+        except RegistryUnreachable:
+            raise
+        except RegistryError as error:
+            # distribution cancels an upload whose bytes and state disagree after a cut
+            # PATCH: start a new one.
+            log.debug("upload cannot be resumed (%s); starting again", error)
+            return 0, None
+
+    def _send_chunks(self, location: str, data, offset: int, size: int, chunk_size: int,
+                     layer_id: str, show) -> str:
+        while offset < size:
+            length = min(chunk_size, size - offset)
+            data.seek(offset)
+            offset, location = self.client.upload_chunk(location, _Window(data, length), offset,
+                                                        length, self.scope)
+            show(ProgressEvent(layer_id, "Pushing", offset, size))
+        return location
+
+
+#: Errors by which a registry says an upload session is gone (cancelled after a cut).
+UPLOAD_LOST_CODES = {"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"}
+
+
+def _upload_lost(error: RegistryError) -> bool:
+    return bool(UPLOAD_LOST_CODES & set(error.codes)) or error.status == 416
+
+
+class _Window:
+    """A read-only view of ``length`` bytes of a file from its current position."""
+
+    def __init__(self, fileobj, length: int):
+        self._file = fileobj
+        self._start = fileobj.tell()
+        self._left = length
+        self._length = length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._file.read(size)
+        self._left -= len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._length - self._left
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0:
+            raise OSError("only absolute seeks")
+        self._file.seek(self._start + offset)
+        self._left = self._length - offset
+        return offset
+
+    def __len__(self) -> int:
+        return self._length
