@@ -85,6 +85,14 @@ def cmd_copy(ctx: Context) -> int:
     return 0
 
 
+def cmd_unpack(ctx: Context) -> int:
+    report = ctx.store.unpack(ctx.args.ref, ctx.args.dir, platform=ctx.args.platform)
+    for name in report.skipped_devices:
+        ctx.warn(f"device node {name} skipped (needs root)")
+    ctx.info(f"unpacked {report.layers} layers, {report.entries} entries into {ctx.args.dir}")
+    return 0
+
+
 def cmd_login(ctx: Context) -> int:
     from . import login
 
@@ -253,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("src", metavar="SRC")
     copy.add_argument("dest", metavar="DEST")
     copy.set_defaults(func=cmd_copy)
+
+    unpack = commands.add_parser("unpack", help="write an image's root filesystem into DIR (absent or empty)")
+    unpack.add_argument("ref", metavar="REF")
+    unpack.add_argument("dir", metavar="DIR")
+    unpack.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
+    unpack.set_defaults(func=cmd_unpack)
 
     login = commands.add_parser("login", help="check credentials and save them in Docker's config.json")
     login.add_argument("registry", metavar="REGISTRY")

@@ -306,6 +306,25 @@ class Store:
         source = Reference.parse(src)
         return self.push(str(source), dest, progress=progress)
 
+    def unpack(self, ref: str, directory: str | os.PathLike, platform: str | Platform | None = None):
+        """Write the root filesystem of ``ref`` into ``directory`` (absent or empty).
+
+        Layers are applied in order with whiteouts; without root, ownership is not changed
+        and device nodes are skipped. Returns an :class:`~contentstore.unpack.UnpackReport`.
+        """
+        from .unpack import unpack_layers
+
+        image = self.image(ref, platform=platform)
+        if image.config is None:
+            raise BlobNotFound(image.digest)
+        layers = []
+        for layer in image.layers:
+            if not self.exists(layer.digest):
+                raise BlobNotFound(layer.digest)
+            compression = self.plugins.layer_compression(layer.media_type)
+            layers.append((str(layer.digest), lambda d=layer.digest: self.open(d), compression))
+        return unpack_layers(layers, Path(directory))
+
     # -- maintenance ---------------------------------------------------------------------
 
     @contextlib.contextmanager
