@@ -93,6 +93,17 @@ def cmd_unpack(ctx: Context) -> int:
     return 0
 
 
+def cmd_export(ctx: Context) -> int:
+    ctx.store.export(ctx.args.ref, ctx.args.file, format=ctx.args.format, platform=ctx.args.platform)
+    return 0
+
+
+def cmd_import(ctx: Context) -> int:
+    for image in ctx.store.import_archive(ctx.args.file):
+        ctx.out(f"Loaded image: {image.reference}" if image.reference else f"Loaded image ID: {image.digest}")
+    return 0
+
+
 def cmd_login(ctx: Context) -> int:
     from . import login
 
@@ -267,6 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
     unpack.add_argument("dir", metavar="DIR")
     unpack.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
     unpack.set_defaults(func=cmd_unpack)
+
+    export = commands.add_parser("export", help="write an image to an OCI archive or a docker-archive")
+    export.add_argument("ref", metavar="REF")
+    export.add_argument("file", metavar="FILE")
+    export.add_argument("--format", choices=["oci", "docker"], default="oci")
+    export.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="for --format docker: which platform")
+    export.set_defaults(func=cmd_export)
+    load = commands.add_parser("import", help="load an OCI archive or a docker-archive, verifying every blob")
+    load.add_argument("file", metavar="FILE")
+    load.set_defaults(func=cmd_import)
 
     login = commands.add_parser("login", help="check credentials and save them in Docker's config.json")
     login.add_argument("registry", metavar="REGISTRY")

@@ -121,6 +121,20 @@ def contentstore_convert_manifest(
     """
 
 
+@hookspec(firstresult=True)
+def contentstore_oci_media_type(media_type: str) -> str | None:
+    """Name the OCI media type that corresponds to ``media_type``.
+
+    Used when an image is exported as OCI (``export --format oci``): the manifests are
+    rewritten with the OCI equivalents of Docker's media types, as ``skopeo copy
+    --format oci`` does.
+
+    :return: the OCI media type (``media_type`` itself if it already is one), or
+        ``None`` if this plugin does not know it (it is then kept as it is). Stops at
+        the first non-``None`` result.
+    """
+
+
 # -- registry fallback policies -------------------------------------------------------------
 
 

@@ -35,7 +35,7 @@ REQUIRED_PLUGINS = {"oci": "the store's own layout is OCI", "manifestlist": "the
 _FORMAT_HOOKS = {
     "contentstore_manifest_media_types", "contentstore_detect_media_type",
     "contentstore_parse_manifest", "contentstore_accept_config",
-    "contentstore_layer_compression", "contentstore_convert_manifest",
+    "contentstore_layer_compression", "contentstore_convert_manifest", "contentstore_oci_media_type",
 }
 _POLICY_HOOKS = {
     "contentstore_modify_endpoints", "contentstore_continue_on_error",
@@ -194,6 +194,10 @@ class Plugins:
         return self.pm.hook.contentstore_convert_manifest(
             manifest=manifest, layers=layers, diff_ids=diff_ids, reference=reference
         )
+
+    def oci_media_type(self, media_type: str) -> str:
+        """The OCI equivalent of ``media_type`` (itself when no plugin knows better)."""
+        return self.pm.hook.contentstore_oci_media_type(media_type=media_type) or media_type
 
     # -- fallback policies --------------------------------------------------------------
 

@@ -325,6 +325,26 @@ class Store:
             layers.append((str(layer.digest), lambda d=layer.digest: self.open(d), compression))
         return unpack_layers(layers, Path(directory))
 
+    def export(self, ref: str, path: str | os.PathLike, format: str = "oci",
+               platform: str | Platform | None = None) -> None:
+        """Write ``ref`` to ``path`` as an OCI archive (``format="oci"``, every platform the
+        store has) or a docker-archive (``format="docker"``, one platform)."""
+        from . import archive
+
+        if format == "oci":
+            archive.export_oci(self, ref, Path(path))
+        elif format == "docker":
+            archive.export_docker(self, ref, Path(path), platform=platform)
+        else:
+            raise ValueError(f"unknown export format {format!r}: oci or docker")
+
+    def import_archive(self, path: str | os.PathLike):
+        """Load an OCI archive or a docker-archive, verifying every blob; returns the
+        :class:`~contentstore.archive.ImportedImage` list."""
+        from . import archive
+
+        return archive.import_archive(self, Path(path))
+
     # -- maintenance ---------------------------------------------------------------------
 
     @contextlib.contextmanager

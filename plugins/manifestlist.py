@@ -65,3 +65,10 @@ def contentstore_parse_manifest(media_type, data):
     if media_type == mt.DOCKER_MANIFEST_LIST:
         return parse_index(media_type, data, "Docker manifest list", PlatformIndex)
     return None
+
+
+@hookimpl(trylast=True)
+def contentstore_oci_media_type(media_type):
+    if media_type in MEDIA_TYPES:
+        return mt.OCI_INDEX
+    return None

@@ -39,3 +39,17 @@ def contentstore_accept_config(media_type):
 @hookimpl(trylast=True)
 def contentstore_layer_compression(media_type):
     return LAYER_COMPRESSION.get(media_type)
+
+
+OCI_EQUIVALENT = {
+    mt.DOCKER_MANIFEST: mt.OCI_MANIFEST,
+    mt.DOCKER_CONFIG: mt.OCI_CONFIG,
+    mt.DOCKER_LAYER_GZIP: mt.OCI_LAYER_GZIP,
+    mt.DOCKER_LAYER: mt.OCI_LAYER,
+    mt.DOCKER_FOREIGN_LAYER: mt.OCI_LAYER_NONDISTRIBUTABLE_GZIP,
+}
+
+
+@hookimpl(trylast=True)
+def contentstore_oci_media_type(media_type):
+    return OCI_EQUIVALENT.get(media_type)

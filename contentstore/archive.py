@@ -1,0 +1,361 @@
+"""Images in and out as files: OCI archives and docker-archives (``docker save``/``load``).
+
+- ``export --format oci``: a tar of an OCI image layout holding just that image (its
+  index, the manifests and blobs the store has), readable by ``skopeo``'s
+  ``oci-archive:``. Docker media types are rewritten to their OCI equivalents (through
+  the format plugins), as ``skopeo copy --format oci`` does.
+- ``export --format docker``: ``manifest.json``, ``repositories``, the config and
+  uncompressed layer tars, as ``docker save`` writes them and ``docker load`` reads them.
+- ``import``: either kind (including ``docker save`` output of several images); every
+  blob is verified on its way into the store.
+
+Everything streams: layers go from the store to the archive (or back) in chunks, through
+a temporary file where a tar header needs a size first.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import digest as digests
+from . import mediatypes as mt
+from .compression import CHUNK_SIZE, DiffIDHasher, decompressor
+from .digest import Digest, is_valid
+from .errors import ContentStoreError, DigestMismatch, InvalidManifest, VerificationError
+from .gc import reachable
+from .manifest import MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, ImageManifest, ManifestIndex
+from .reference import Reference
+
+OCI_LAYOUT = json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode()
+
+
+class ArchiveError(ContentStoreError):
+    """A file is not an OCI archive or docker-archive, or is inconsistent."""
+
+
+@dataclass(frozen=True)
+class ImportedImage:
+    reference: str | None
+    digest: Digest
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_blob(tar: tarfile.TarFile, store, digest: Digest, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = store.size(digest), 0o444, 0
+    with store.open(digest) as blob:
+        tar.addfile(info, blob)
+
+
+def export_oci(store, ref: str, path: Path) -> Descriptor:
+    """Write ``ref`` as an OCI archive at ``path``; return the archived top descriptor."""
+    top = store.resolve(ref)
+    name = top.annotations.get(REF_NAME_ANNOTATION) or ref
+    converter = _OciConverter(store)
+    new_top = converter.convert(top)
+    with _atomic_output(path) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _add_bytes(tar, "oci-layout", OCI_LAYOUT)
+        entry = new_top.with_annotations(**{REF_NAME_ANNOTATION: name}).to_json()
+        index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [entry]}
+        _add_bytes(tar, "index.json", json.dumps(index, indent=2).encode())
+        written: set[str] = set()
+        for digest, data in converter.rewritten.items():
+            _add_bytes(tar, _blob_name(digest), data)
+            written.add(digest)
+        for descriptor in reachable(store, [top], strict=False):
+            if descriptor.digest in written or descriptor.digest in converter.replaced:
+                continue
+            if store.exists(descriptor.digest):
+                _add_blob(tar, store, descriptor.digest, _blob_name(descriptor.digest))
+                written.add(descriptor.digest)
+    return new_top
+
+
+def _blob_name(digest: str) -> str:
+    d = Digest(digest)
+    return f"blobs/{d.algorithm}/{d.hex}"
+
+
+class _OciConverter:
+    """Rewrites manifests and indexes with OCI media types; new bytes, new digests."""
+
+    def __init__(self, store):
+        self.store = store
+        self.plugins = store.plugins
+        self.rewritten: dict[str, bytes] = {}  # new digest -> bytes
+        self.replaced: set[str] = set()         # old digests no longer referenced
+
+    def convert(self, descriptor: Descriptor) -> Descriptor:
+        if not self.store.exists(descriptor.digest):
+            return descriptor  # a platform that was not pulled: left as the index says
+        manifest = self.store.manifest(descriptor)
+        oci_type = self.plugins.oci_media_type(manifest.media_type)
+        if isinstance(manifest, ManifestIndex):
+            children = [self.convert(child) for child in manifest.manifests]
+            if oci_type == manifest.media_type and children == manifest.manifests:
+                return descriptor
+            body = dict(manifest.body, mediaType=oci_type)
+            body["manifests"] = [c.to_json() for c in children]
+        elif isinstance(manifest, ImageManifest):
+            if oci_type == manifest.media_type:
+                return descriptor
+            body = dict(manifest.body, mediaType=oci_type)
+            body["config"] = self._retyped(body["config"])
+            body["layers"] = [self._retyped(layer) for layer in body.get("layers", [])]
+        else:
+            return descriptor
+        data = json.dumps(body, indent=3).encode()
+        info_digest = digests.of_bytes(data)
+        self.rewritten[info_digest] = data
+        self.replaced.add(descriptor.digest)
+        return Descriptor(oci_type, info_digest, len(data), descriptor.platform, dict(descriptor.annotations))
+
+    def _retyped(self, descriptor: dict) -> dict:
+        return dict(descriptor, mediaType=self.plugins.oci_media_type(descriptor.get("mediaType", "")))
+
+
+def export_docker(store, ref: str, path: Path, platform=None) -> None:
+    """Write ``ref`` (one platform of it) as a docker-archive at ``path``."""
+    image = store.image(ref, platform=platform)
+    if image.config is None:
+        raise ArchiveError(f"{ref} has no image config to export")
+    config = store.content.read(image.config.digest, MAX_MANIFEST_SIZE)
+    try:
+        diff_ids = json.loads(config)["rootfs"]["diff_ids"]
+    except (ValueError, KeyError, TypeError):
+        raise ArchiveError(f"{ref}: the config has no rootfs.diff_ids; not an image") from None
+    if len(diff_ids) != len(image.layers):
+        raise VerificationError(f"{ref}: layers from manifest don't match image configuration")
+    tags = []
+    if image.reference and is_reference(image.reference):
+        parsed = Reference.parse(image.reference)
+        if parsed.tag and not parsed.digest:
+            tags.append(parsed.familiar())
+    with _atomic_output(path) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        config_name = f"{image.config.digest.hex}.json"
+        _add_bytes(tar, config_name, config)
+        layer_names = []
+        for layer, diff_id in zip(image.layers, diff_ids):
+            name = f"{Digest(diff_id).hex}/layer.tar"
+            if name not in layer_names:
+                _add_layer_tar(store, tar, layer, Digest(diff_id), name)
+            layer_names.append(name)
+        manifest = [{"Config": config_name, "RepoTags": tags, "Layers": layer_names}]
+        _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
+        if tags:
+            parsed = Reference.parse(image.reference)
+            repositories = {parsed.familiar_name: {parsed.tag: Digest(diff_ids[-1]).hex if diff_ids else ""}}
+            _add_bytes(tar, "repositories", json.dumps(repositories).encode())
+
+
+def _add_layer_tar(store, tar: tarfile.TarFile, layer: Descriptor, diff_id: Digest, name: str) -> None:
+    """Decompress a layer into a temporary file (a tar header needs its size), check its
+    diffID, and add it."""
+    compression = store.plugins.layer_compression(layer.media_type)
+    hasher = DiffIDHasher("none")
+    with tempfile.TemporaryFile() as spool, store.open(layer.digest) as blob:
+        inflate = decompressor(compression)
+        while chunk := blob.read(CHUNK_SIZE):
+            data = inflate.decompress(chunk)
+            spool.write(data)
+            hasher.update(data)
+        tail = inflate.finish()
+        spool.write(tail)
+        hasher.update(tail)
+        if hasher.digest() != diff_id:
+            raise DigestMismatch(diff_id, hasher.digest(), f"uncompressed layer {layer.digest}")
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = spool.tell(), 0o644, 0
+        spool.seek(0)
+        tar.addfile(info, spool)
+
+
+class _atomic_output:
+    """A file written beside ``path`` and renamed into place only when complete."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        self.file = os.fdopen(fd, "wb")
+        return self.file
+
+    def __exit__(self, kind, value, traceback):
+        self.file.close()
+        if kind is None:
+            os.chmod(self.tmp, 0o644)
+            os.replace(self.tmp, self.path)
+        else:
+            os.unlink(self.tmp)
+
+
+def is_reference(text: str) -> bool:
+    try:
+        Reference.parse(text)
+    except ValueError:
+        return False
+    return True
+
+
+# -- import ------------------------------------------------------------------------------------
+
+
+def import_archive(store, path: Path) -> list[ImportedImage]:
+    """Load an OCI archive or a docker-archive; return the images (and names) loaded."""
+    try:
+        tar = tarfile.open(path, mode="r:*")
+    except (tarfile.TarError, OSError) as exc:
+        raise ArchiveError(f"{path}: not a tar archive ({exc})") from None
+    with tar, store.lease():
+        names = {_normal(m.name): m for m in tar.getmembers()}
+        if "manifest.json" in names:
+            return _import_docker(store, tar, names, path)
+        if "index.json" in names and "oci-layout" in names:
+            return _import_oci(store, tar, names, path)
+        raise ArchiveError(f"{path}: neither an OCI archive (oci-layout, index.json) nor a "
+                           f"docker-archive (manifest.json)")
+
+
+def _normal(name: str) -> str:
+    return name[2:] if name.startswith("./") else name
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int = MAX_MANIFEST_SIZE) -> bytes:
+    if member.size > limit:
+        raise ArchiveError(f"{member.name} is too large ({member.size} bytes)")
+    return tar.extractfile(member).read()
+
+
+def _import_oci(store, tar, names, path) -> list[ImportedImage]:
+    for name, member in names.items():
+        parts = name.split("/")
+        if len(parts) == 3 and parts[0] == "blobs" and member.isfile():
+            digest = f"{parts[1]}:{parts[2]}"
+            if not is_valid(digest):
+                raise ArchiveError(f"{path}: {name} is not named by a valid digest")
+            store.content.put(tar.extractfile(member), expected=digest, size=member.size)
+    try:
+        index = json.loads(_read_member(tar, names["index.json"]))
+        entries = [Descriptor.from_json(e, "index.json entry") for e in index.get("manifests", [])]
+    except (ValueError, AttributeError) as exc:
+        raise ArchiveError(f"{path}: index.json is not valid: {exc}") from None
+    for entry in entries:
+        _check_complete(store, entry, path)
+    loaded = []
+    for entry in entries:
+        name = entry.annotations.get(REF_NAME_ANNOTATION)
+        local = _local_name(name) if name else None
+        if local:
+            store.layout.tag(local, Descriptor(entry.media_type, entry.digest, entry.size, entry.platform))
+        loaded.append(ImportedImage(local, entry.digest))
+    return loaded
+
+
+def _check_complete(store, entry: Descriptor, path) -> None:
+    """The archive must hold the entry and, for every image manifest it holds, that
+    image's config and layers (an index may name platforms it does not carry)."""
+    if not store.exists(entry.digest):
+        raise ArchiveError(f"{path}: the archive lacks {entry.digest}, which index.json names")
+    for descriptor in reachable(store, [entry], strict=True):
+        if not store.exists(descriptor.digest) or not store.plugins.is_manifest_type(descriptor.media_type):
+            continue
+        manifest = store.manifest(descriptor)
+        if isinstance(manifest, ImageManifest):
+            for blob in manifest.references():
+                if not store.exists(blob.digest):
+                    raise ArchiveError(f"{path}: the archive lacks {blob.digest} of {descriptor.digest}")
+
+
+def _local_name(name: str) -> str:
+    """A full reference when the archive's name is one; else the name as it is."""
+    if "/" in name or ":" in name:
+        try:
+            return str(Reference.parse(name))
+        except ValueError:
+            pass
+    return name
+
+
+def _import_docker(store, tar, names, path) -> list[ImportedImage]:
+    try:
+        manifest = json.loads(_read_member(tar, names["manifest.json"]))
+        assert isinstance(manifest, list)
+    except (ValueError, AssertionError) as exc:
+        raise ArchiveError(f"{path}: manifest.json is not valid: {exc}") from None
+    loaded = []
+    for entry in manifest:
+        try:
+            config_member = names[_normal(entry["Config"])]
+            layer_members = [names[_normal(layer)] for layer in entry["Layers"]]
+        except (KeyError, TypeError) as exc:
+            raise ArchiveError(f"{path}: manifest.json names a file the archive lacks: {exc}") from None
+        config_bytes = _read_member(tar, config_member)
+        config_name = os.path.basename(_normal(entry["Config"]))
+        expected = None
+        stem = config_name.removesuffix(".json")
+        if is_valid(f"sha256:{stem}"):
+            expected = f"sha256:{stem}"
+        config_info = store.put(config_bytes, expected=expected)
+        try:
+            diff_ids = [Digest(d) for d in json.loads(config_bytes)["rootfs"]["diff_ids"]]
+        except (ValueError, KeyError, TypeError):
+            raise InvalidManifest(f"{path}: {entry['Config']} has no valid rootfs.diff_ids") from None
+        if len(diff_ids) != len(layer_members):
+            raise VerificationError(f"{path}: layers from manifest don't match image configuration")
+        layers = []
+        for member, diff_id in zip(layer_members, diff_ids):
+            layers.append(_import_layer(store, tar, member, diff_id))
+        body = {
+            "schemaVersion": 2, "mediaType": mt.DOCKER_MANIFEST,
+            "config": {"mediaType": mt.DOCKER_CONFIG, "digest": config_info.digest, "size": config_info.size},
+            "layers": [layer.to_json() for layer in layers],
+        }
+        manifest_bytes = json.dumps(body, indent=3).encode()
+        info = store.put(manifest_bytes)
+        target = Descriptor(mt.DOCKER_MANIFEST, info.digest, info.size)
+        tags = entry.get("RepoTags") or []
+        for tag in tags:
+            name = str(Reference.parse(tag))
+            store.layout.tag(name, target)
+            loaded.append(ImportedImage(name, info.digest))
+        if not tags:
+            loaded.append(ImportedImage(None, info.digest))
+    return loaded
+
+
+def _import_layer(store, tar, member: tarfile.TarInfo, diff_id: Digest) -> Descriptor:
+    """Store a layer file as it is (plain or gzip tar); it enters the store only if its
+    uncompressed content has the diffID the config says."""
+    source = tar.extractfile(member)
+    head = source.read(2)
+    compressed = head == b"\x1f\x8b"
+    media_type = mt.DOCKER_LAYER_GZIP if compressed else mt.DOCKER_LAYER
+    hasher = DiffIDHasher("gzip" if compressed else "none")
+    source.seek(0)
+    with store.writer(f"import-{uuid.uuid4().hex}", size=member.size) as writer:
+        while chunk := source.read(CHUNK_SIZE):
+            hasher.update(chunk)
+            writer.write(chunk)
+        actual = hasher.digest()
+        if actual != diff_id:
+            writer.abort()
+            raise DigestMismatch(diff_id, actual, f"layer {member.name}")
+        info = writer.commit()
+    return Descriptor(media_type, info.digest, info.size)

@@ -1,0 +1,147 @@
+"""export / import: OCI archives and docker-archives, checked with skopeo."""
+
+import json
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from contentstore import Store
+from contentstore import mediatypes as mt
+from contentstore.archive import ArchiveError
+from contentstore.errors import DigestMismatch
+from contentstore.testing import build_image, build_index, push_test_image
+
+from tools import require
+
+
+@pytest.fixture(autouse=True)
+def tools():
+    require("skopeo")
+
+
+def skopeo(*args) -> dict:
+    out = subprocess.run(["skopeo", *args], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def test_export_oci_archive_read_by_skopeo(store, tmp_path):
+    desc = build_image(store, "127.0.0.1:5000/team/app:1.0", layers=[{"a": "1\n"}, {"b": "2\n"}])
+    path = tmp_path / "app.tar"
+    store.export("127.0.0.1:5000/team/app:1.0", path)
+    out = skopeo("inspect", f"oci-archive:{path}")
+    assert out["Digest"] == desc.digest  # OCI content is exported byte for byte
+    assert len(out["Layers"]) == 2
+    with tarfile.open(path) as tar:
+        names = set(tar.getnames())
+    assert {"oci-layout", "index.json"} <= names
+
+
+def test_export_converts_docker_media_types_to_oci(registry, tmp_path):
+    ref = push_test_image(registry, "team/docker:1", {"d.txt": "docker\n"}, "--format", "v2s2")
+    store = Store(tmp_path / "store")
+    image = store.pull(ref)
+    assert image.media_type == mt.DOCKER_MANIFEST
+    path = tmp_path / "docker-as-oci.tar"
+    store.export(ref, path, format="oci")
+    raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{path}"], check=True,
+                         capture_output=True).stdout
+    manifest = json.loads(raw)
+    assert manifest["mediaType"] == mt.OCI_MANIFEST
+    assert manifest["config"]["mediaType"] == mt.OCI_CONFIG
+    assert manifest["layers"][0]["mediaType"] == mt.OCI_LAYER_GZIP
+    assert manifest["layers"][0]["digest"] == image.layers[0].digest  # the blobs themselves unchanged
+
+
+def test_export_index_keeps_platforms(store, tmp_path):
+    index = build_index(store, "example.com/multi:1", [("linux", "amd64", None), ("linux", "arm64", "v8")])
+    path = tmp_path / "multi.tar"
+    store.export("example.com/multi:1", path)
+    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{path}"], check=True,
+                                    capture_output=True).stdout)
+    assert raw["mediaType"] == mt.OCI_INDEX and len(raw["manifests"]) == 2
+    assert skopeo("--override-arch", "arm64", "inspect", f"oci-archive:{path}")["Architecture"] == "arm64"
+    other = Store(tmp_path / "other")
+    [loaded] = other.import_archive(path)
+    assert loaded.reference == "example.com/multi:1" and loaded.digest == index.digest
+    assert other.verify().ok
+
+
+def test_export_docker_archive_read_by_skopeo(store, tmp_path):
+    build_image(store, "127.0.0.1:5000/team/app:1.0", layers=[{"a": "1\n"}, {"b": "2\n"}])
+    path = tmp_path / "app-docker.tar"
+    store.export("127.0.0.1:5000/team/app:1.0", path, format="docker")
+    out = skopeo("inspect", f"docker-archive:{path}")
+    assert len(out["Layers"]) == 2 and out["Architecture"] == "amd64"
+    with tarfile.open(path) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+        assert manifest[0]["RepoTags"] == ["127.0.0.1:5000/team/app:1.0"]
+        assert "repositories" in tar.getnames()
+    # and back in: the same config, verified layers
+    other = Store(tmp_path / "other")
+    [loaded] = other.import_archive(path)
+    assert loaded.reference == "127.0.0.1:5000/team/app:1.0"
+    assert other.image(loaded.reference).config.digest == store.image("127.0.0.1:5000/team/app:1.0").config.digest
+    assert other.verify().ok
+
+
+def test_import_skopeo_docker_archive_with_several_images(tmp_path):
+    source = Store(tmp_path / "source")
+    build_image(source, "example.com/one:1", {"one": "1\n"})
+    build_image(source, "example.com/two:2", {"two": "2\n"})
+    archive = tmp_path / "saved.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{source.root}:example.com/one:1",
+                    f"docker-archive:{archive}:example.com/one:1"], check=True, capture_output=True)
+    store = Store(tmp_path / "store")
+    loaded = store.import_archive(archive)
+    assert [i.reference for i in loaded] == ["example.com/one:1"]
+    assert store.verify().ok and store.image("example.com/one:1").layers
+    # a multi-image docker save file: two entries in manifest.json
+    multi = tmp_path / "multi.tar"
+    source.export("example.com/two:2", tmp_path / "two.tar", format="docker")
+    with tarfile.open(archive) as a, tarfile.open(tmp_path / "two.tar") as b, tarfile.open(multi, "w") as out:
+        manifest = json.loads(a.extractfile("manifest.json").read()) + json.loads(b.extractfile("manifest.json").read())
+        for tar in (a, b):
+            for member in tar.getmembers():
+                if member.name not in ("manifest.json", "repositories"):
+                    out.addfile(member, tar.extractfile(member) if member.isfile() else None)
+        data = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        import io
+        out.addfile(info, io.BytesIO(data))
+    fresh = Store(tmp_path / "fresh")
+    assert sorted(i.reference for i in fresh.import_archive(multi)) == ["example.com/one:1", "example.com/two:2"]
+
+
+def test_import_refuses_corrupt_archives(store, tmp_path):
+    build_image(store, "example.com/app:1", {"f": "content\n"})
+    good = tmp_path / "good.tar"
+    store.export("example.com/app:1", good)
+    bad = tmp_path / "bad.tar"
+    layer = store.image("example.com/app:1").layers[0].digest
+    with tarfile.open(good) as src, tarfile.open(bad, "w") as out:
+        for member in src.getmembers():
+            data = src.extractfile(member).read() if member.isfile() else None
+            if member.name.endswith(layer.hex):
+                data = data[:-1] + bytes([data[-1] ^ 0xFF])
+            import io
+            out.addfile(member, io.BytesIO(data) if data is not None else None)
+    fresh = Store(tmp_path / "fresh")
+    with pytest.raises(DigestMismatch):
+        fresh.import_archive(bad)
+    assert not fresh.exists(layer)
+    (tmp_path / "junk.tar").write_bytes(b"not a tar at all")
+    with pytest.raises(ArchiveError):
+        fresh.import_archive(tmp_path / "junk.tar")
+
+
+def test_cli_export_import(store, tmp_path):
+    build_image(store, "example.com/cli:1", {"x": "x\n"})
+    run = lambda root, *a: subprocess.run([sys.executable, "-m", "contentstore", "--root", str(root), *a],  # noqa: E731
+                                          capture_output=True, text=True)
+    assert run(store.root, "export", "example.com/cli:1", str(tmp_path / "x.tar"), "--format", "docker").returncode == 0
+    out = run(tmp_path / "other", "import", str(tmp_path / "x.tar"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "Loaded image: example.com/cli:1\n"
