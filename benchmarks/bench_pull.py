@@ -15,6 +15,7 @@ process, for two layer sizes so that memory growth with blob size would show.
 
 import argparse
 import gzip
+import hashlib
 import io
 import os
 import shutil
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from contentstore import Store
 from contentstore import mediatypes as mt
+from contentstore.testing import image_from_layers
 from contentstore.testing import push, start_registry
 
 
@@ -37,26 +39,11 @@ def random_layer(size: int) -> tuple[bytes, str]:
         info.size = size
         tar.addfile(info, io.BytesIO(os.urandom(size)))
     tar_bytes = raw.getvalue()
-    import hashlib
     return gzip.compress(tar_bytes, compresslevel=1, mtime=0), "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
 
 
 def build(store: Store, name: str, layer_sizes: list[int]) -> None:
-    import json
-    layers, diff_ids = [], []
-    for size in layer_sizes:
-        blob, diff_id = random_layer(size)
-        info = store.put(blob)
-        layers.append({"mediaType": mt.OCI_LAYER_GZIP, "digest": info.digest, "size": info.size})
-        diff_ids.append(diff_id)
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
-    cinfo = store.put(config)
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
-                           "config": {"mediaType": mt.OCI_CONFIG, "digest": cinfo.digest, "size": cinfo.size},
-                           "layers": layers}).encode()
-    store.tag(store.put(manifest).digest, name)
-
+    image_from_layers(store, name, [(*random_layer(size), mt.OCI_LAYER_GZIP) for size in layer_sizes])
 
 def timed_child(args: list[str]) -> tuple[float, int | None]:
     """Run ``args``; return seconds and its peak RSS in MiB (through GNU time, if there).

@@ -12,7 +12,6 @@ import argparse
 import gzip
 import hashlib
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from contentstore import Store
 from contentstore import mediatypes as mt
+from contentstore.testing import image_from_layers
 
 TEXT = b"".join(b"line %d of some text-like content that compresses well\n" % i for i in range(20000))
 
@@ -53,20 +53,8 @@ def layer(size: int, index: int) -> tuple[bytes, str]:
 
 
 def build(store: Store, ref: str, mib: int, layers: int) -> None:
-    descriptors, diff_ids = [], []
-    for i in range(layers):
-        blob, diff_id = layer(mib * (1 << 20) // layers, i)
-        info = store.put(blob)
-        descriptors.append({"mediaType": mt.OCI_LAYER_GZIP, "digest": info.digest, "size": info.size})
-        diff_ids.append(diff_id)
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
-    cinfo = store.put(config)
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
-                           "config": {"mediaType": mt.OCI_CONFIG, "digest": cinfo.digest, "size": cinfo.size},
-                           "layers": descriptors}).encode()
-    store.tag(store.put(manifest).digest, ref)
-
+    image_from_layers(store, ref, [(*layer(mib * (1 << 20) // layers, i), mt.OCI_LAYER_GZIP)
+                                   for i in range(layers)])
 
 def timed(args: list[str]) -> float:
     start = time.perf_counter()

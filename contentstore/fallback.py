@@ -8,8 +8,11 @@ over for the next one; after that, the policy plugins decide (Docker's continueO
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 from .endpoint import Endpoint
-from .errors import NotV2Registry, RegistryUnreachable
+from .errors import ContentStoreError, NotV2Registry, RegistryUnreachable
 from .reference import DEFAULT_REGISTRY, Reference
 
 #: Where Docker Hub's registry API actually lives.
@@ -41,3 +44,26 @@ def ping_failure_moves_on(error: Exception) -> bool:
 def moves_on(plugins, endpoint: Endpoint, error: Exception, confirmed_v2: bool) -> bool:
     """After a successful ping: do the policies send the pull on to the next endpoint?"""
     return plugins.continue_on_error(endpoint, error, confirmed_v2)
+
+
+@contextlib.contextmanager
+def registry_itself(reference: Reference, config, plugins, credentials_for) -> Iterator:
+    """A pinged client for the registry itself (no mirrors: for push and login), trying
+    its endpoints in order; closed when the block ends."""
+    from .registry import RegistryClient
+
+    candidates = [e for e in endpoints(reference, config, plugins) if not e.mirror]
+    for position, endpoint in enumerate(candidates):
+        client = RegistryClient(endpoint, credentials_for(endpoint), plugins)
+        try:
+            client.ping()
+        except ContentStoreError as error:
+            client.close()
+            if position == len(candidates) - 1 or not ping_failure_moves_on(error):
+                raise
+            continue
+        try:
+            yield client
+        finally:
+            client.close()
+        return

@@ -7,7 +7,7 @@ import requests
 from . import fallback
 from .auth import Challenge
 from .credentials import Credentials, CredentialStore
-from .errors import ContentStoreError, InvalidReference, Unauthorized
+from .errors import InvalidReference, Unauthorized
 from .reference import DEFAULT_REGISTRY, LEGACY_DEFAULT_REGISTRY, Reference, is_registry_host
 from .registry import RegistryClient
 from .transport import TIMEOUT, raise_for_status, unreachable
@@ -26,21 +26,9 @@ def registry_name(text: str) -> str:
 def check(registry: str, username: str, password: str, store) -> None:
     """Raise :class:`Unauthorized` unless the registry accepts the credentials."""
     probe = Reference(registry, "library/login-check" if registry == DEFAULT_REGISTRY else "login-check")
-    endpoints = [e for e in fallback.endpoints(probe, store.config, store.plugins) if not e.mirror]
     credentials = Credentials(username, password)
-    for position, endpoint in enumerate(endpoints):
-        client = RegistryClient(endpoint, credentials, store.plugins)
-        try:
-            try:
-                client.ping()
-            except ContentStoreError as error:
-                if position == len(endpoints) - 1 or not fallback.ping_failure_moves_on(error):
-                    raise
-                continue
-            _authenticate(client, credentials)
-            return
-        finally:
-            client.close()
+    with fallback.registry_itself(probe, store.config, store.plugins, lambda endpoint: credentials) as client:
+        _authenticate(client, credentials)
 
 
 def _authenticate(client: RegistryClient, credentials: Credentials) -> None:

@@ -22,8 +22,8 @@ from .auth import scope_for
 from .credentials import CredentialStore
 from .digest import Digest
 from .download import short_id
-from .errors import (BlobNotFound, ContentStoreError, DigestMismatch, InvalidReference,
-                     RegistryError, RegistryUnreachable)
+from .errors import (BlobNotFound, DigestMismatch, InvalidReference, RegistryError,
+                     RegistryUnreachable)
 from .manifest import MAX_MANIFEST_SIZE, Descriptor, ImageManifest, Manifest, ManifestIndex
 from .progress import ProgressCallback, ProgressEvent, quiet
 from .pull import ORIGINAL_LABEL
@@ -78,21 +78,9 @@ class Pusher:
         return target
 
     def _with_endpoints(self, target: Reference, descriptor: Descriptor, manifest: Manifest) -> PushResult:
-        # No mirrors for pushes: the registry itself, over HTTPS (then HTTP where allowed).
-        candidates = [e for e in fallback.endpoints(target, self.config, self.plugins) if not e.mirror]
-        for position, endpoint in enumerate(candidates):
-            client = RegistryClient(endpoint, self.credentials.get(endpoint.host), self.plugins)
-            try:
-                try:
-                    client.ping()
-                except ContentStoreError as error:
-                    if position == len(candidates) - 1 or not fallback.ping_failure_moves_on(error):
-                        raise
-                    continue
-                return _PushJob(self, client, target).run(descriptor, manifest)
-            finally:
-                client.close()
-        raise AssertionError("unreachable")
+        with fallback.registry_itself(target, self.config, self.plugins,
+                                      lambda endpoint: self.credentials.get(endpoint.host)) as client:
+            return _PushJob(self, client, target).run(descriptor, manifest)
 
 
 class _PushJob:

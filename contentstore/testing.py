@@ -254,6 +254,36 @@ def build_index(store, ref: str, platforms: list[tuple]) -> Descriptor:
     return Descriptor(mt.OCI_INDEX, info.digest, info.size)
 
 
+def image_from_layers(store, ref: str | None, layers: list[tuple[bytes, str, str]],
+                      platform=("linux", "amd64")) -> Descriptor:
+    """Put an OCI image made of ready layer blobs into ``store``; tag it ``ref``.
+
+    :param layers: ``(blob, diff_id, media_type)`` for each layer, bottom first.
+    """
+    descriptors = []
+    for blob, _, media_type in layers:
+        info = store.put(blob)
+        descriptors.append({"mediaType": media_type, "digest": info.digest, "size": info.size})
+    config = json.dumps({"architecture": platform[1], "os": platform[0], "rootfs": {
+        "type": "layers", "diff_ids": [diff_id for _, diff_id, _ in layers]}}).encode()
+    config_info = store.put(config)
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                           "config": {"mediaType": mt.OCI_CONFIG, "digest": config_info.digest,
+                                      "size": config_info.size},
+                           "layers": descriptors}).encode()
+    info = store.put(manifest)
+    if ref:
+        store.tag(info.digest, ref)
+    return Descriptor(mt.OCI_MANIFEST, info.digest, info.size)
+
+
+class ProgressRecorder(list):
+    """A progress callback that keeps every line, as the CLI would print them."""
+
+    def __call__(self, event) -> None:
+        self.append(event.status if event.id is None else f"{event.id}: {event.status}")
+
+
 def push_test_image(registry: Registry | str, destination: str, files: dict | None = None,
                     *skopeo_args: str, credentials: tuple[str, str] | None = None) -> str:
     """Build a one-layer image holding ``files`` and push it to ``registry`` as

@@ -5,11 +5,8 @@ than a bare 404. When an endpoint does not answer ``/v2/`` as a v2 registry, thi
 asks ``/v1/_ping``; a v1 registry answers it, and the pull fails with that explanation.
 """
 
-import requests
-
 from contentstore.errors import NotV2Registry
 from contentstore.plugin import hookimpl
-from contentstore.transport import TIMEOUT
 
 
 class V1OnlyRegistry(NotV2Registry):
@@ -20,6 +17,10 @@ class V1OnlyRegistry(NotV2Registry):
 def contentstore_explain_ping_failure(endpoint, response, session):
     if response.status_code not in (404, 405):
         return None
+    import requests  # only when it is needed: every command loads this plugin
+
+    from contentstore.transport import TIMEOUT
+
     try:
         ping = session.get(f"{endpoint.url}/v1/_ping", timeout=TIMEOUT)
     except requests.RequestException:

@@ -6,7 +6,7 @@ import pytest
 
 from contentstore import Store
 from contentstore.errors import DigestMismatch, NotV2Registry, RegistryUnreachable
-from contentstore.testing import build_image, push
+from contentstore.testing import ProgressRecorder, build_image, push
 
 from servers import oci_ref
 from tools import require
@@ -16,11 +16,6 @@ from tools import require
 def tools():
     require("skopeo")
     require("docker-registry")
-
-
-class Recorder(list):
-    def __call__(self, event):
-        self.append(event.status if event.id is None else f"{event.id}: {event.status}")
 
 
 def publish(source, registry, name, content):
@@ -53,7 +48,7 @@ def test_image_on_the_mirror_is_pulled_from_it(two_registries, proxy_factory, so
     push(f"docker://{upstream.host}/team/app:1", mirror, "team/app:1", "--src-tls-verify=false")
     up = proxy_factory(upstream.url)
     store = store_with_config(tmp_path, mirror_config(up, mirror.url))
-    events = Recorder()
+    events = ProgressRecorder()
     image = store.pull(f"{up.host}/team/app:1", progress=events)
     assert image.digest == digest
     assert f"Pulled from mirror {mirror.url}" in events
@@ -66,7 +61,7 @@ def test_image_only_on_the_upstream(two_registries, source, tmp_path):
     upstream, mirror = two_registries
     digest = publish(source, upstream, "team/only:1", "upstream\n")
     store = store_with_config(tmp_path, mirror_config(upstream, mirror.url))
-    events = Recorder()
+    events = ProgressRecorder()
     assert store.pull(f"{upstream.host}/team/only:1", progress=events).digest == digest
     assert any(line.startswith(f"{mirror.url}: not found") for line in events)
     assert not any(line.startswith("Pulled from mirror") for line in events)
@@ -78,7 +73,7 @@ def test_mirror_down(two_registries, source, tmp_path):
     push(f"docker://{upstream.host}/team/down:1", mirror, "team/down:1", "--src-tls-verify=false")
     mirror.stop()
     store = store_with_config(tmp_path, mirror_config(upstream, mirror.url))
-    events = Recorder()
+    events = ProgressRecorder()
     assert store.pull(f"{upstream.host}/team/down:1", progress=events).digest == digest
     assert any(line.startswith(f"{mirror.url}:") and "cannot reach" in line for line in events)
 
@@ -90,7 +85,7 @@ def test_mirror_answering_500(two_registries, proxy_factory, source, tmp_path):
     bad = proxy_factory(mirror.url)
     bad.faults({"match": "/v2/team/", "status": 500, "times": -1})
     store = store_with_config(tmp_path, mirror_config(upstream, bad.url))
-    events = Recorder()
+    events = ProgressRecorder()
     assert store.pull(f"{upstream.host}/team/broken:1", progress=events).digest == digest
     assert any(line.startswith(f"{bad.url}:") and "500" in line for line in events)
 
@@ -112,7 +107,7 @@ def test_by_digest_mirror_serving_other_bytes_is_skipped(two_registries, proxy_f
     liar = proxy_factory(mirror.url)
     liar.faults({"match": f"/manifests/{wanted}", "rewrite": [wanted, other], "times": -1})
     store = store_with_config(tmp_path, mirror_config(upstream, liar.url))
-    events = Recorder()
+    events = ProgressRecorder()
     image = store.pull(f"{upstream.host}/team/pinned@{wanted}", progress=events)
     assert image.digest == wanted
     assert any(line.startswith(f"{liar.url}: digest mismatch") for line in events)

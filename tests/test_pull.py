@@ -5,10 +5,8 @@ import subprocess
 
 import pytest
 
-from contentstore import Store
 from contentstore import mediatypes as mt
-from contentstore.progress import ProgressEvent
-from contentstore.testing import build_image, build_index, push, push_test_image
+from contentstore.testing import ProgressRecorder, build_image, build_index, push, push_test_image
 
 from servers import oci_ref
 from tools import require
@@ -22,14 +20,6 @@ def skopeo_inspect(*args: str) -> dict:
 
 def remote_digest(host_ref: str) -> str:
     return skopeo_inspect(f"docker://{host_ref}")["Digest"]
-
-
-class Recorder(list):
-    def __call__(self, event: ProgressEvent):
-        self.append(event)
-
-    def lines(self):
-        return [e.status if e.id is None else f"{e.id}: {e.status}" for e in self]
 
 
 @pytest.fixture(autouse=True)
@@ -55,13 +45,13 @@ def test_pull_oci_image_made_by_umoci(registry, tmp_path, store):
     (tmp_path / "payload" / "greeting").write_text("hi from umoci\n")
     run("umoci", "insert", "--rootless", "--image", f"{layout}:app", str(tmp_path / "payload"), "/srv")
     ref = push(f"oci:{layout}:app", registry, "team/umoci:1.0")
-    events = Recorder()
+    events = ProgressRecorder()
     image = store.pull(ref, progress=events)
     assert image.digest == remote_digest(ref)
     assert image.media_type == mt.OCI_MANIFEST
     assert image.reference == ref
     assert all(store.exists(layer.digest) for layer in image.layers)
-    lines = events.lines()
+    lines = events
     assert lines[0] == "1.0: Pulling from team/umoci"
     assert f"Digest: {image.digest}" in lines
     assert lines[-1] == f"Status: Downloaded newer image for {ref}"
@@ -91,9 +81,9 @@ def test_pull_schema1_is_converted_and_keeps_the_original(registry_factory, sour
     raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
                          check=True, capture_output=True).stdout
     assert json.loads(raw)["schemaVersion"] == 1
-    events = Recorder()
+    events = ProgressRecorder()
     image = store.pull(ref, progress=events)
-    lines = events.lines()
+    lines = events
     assert any("DEPRECATION NOTICE" in line for line in lines)
     registry_digest = remote_digest(ref)
     assert f"Digest: {registry_digest}" in lines
@@ -185,11 +175,11 @@ def test_second_pull_is_up_to_date_with_no_get(registry, proxy_factory, source, 
     ref = f"{proxy.host}/team/warm:1"
     store.pull(ref)
     before = len(proxy.log())
-    events = Recorder()
+    events = ProgressRecorder()
     store.pull(ref, progress=events)
     after = proxy.log()[before:]
     assert [e["method"] for e in after if "/manifests/" in e["path"] or "/blobs/" in e["path"]] == ["HEAD"]
-    assert events.lines()[-1] == f"Status: Image is up to date for {ref}"
+    assert events[-1] == f"Status: Image is up to date for {ref}"
 
 
 def test_image_already_present_downloads_no_blob(registry, proxy_factory, source, store):
@@ -198,7 +188,7 @@ def test_image_already_present_downloads_no_blob(registry, proxy_factory, source
     proxy = proxy_factory(registry.url)
     store.pull(f"{proxy.host}/team/same:1")
     before = len(proxy.log())
-    events = Recorder()
+    events = ProgressRecorder()
     store.pull(f"{proxy.host}/team/same:2", progress=events)
     assert not [e for e in proxy.log()[before:] if "/blobs/" in e["path"]]
-    assert events.lines()[-1] == f"Status: Downloaded newer image for {proxy.host}/team/same:2"
+    assert events[-1] == f"Status: Downloaded newer image for {proxy.host}/team/same:2"

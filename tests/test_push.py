@@ -10,7 +10,7 @@ import pytest
 from contentstore import Store
 from contentstore import mediatypes as mt
 from contentstore.errors import Unauthorized
-from contentstore.testing import build_image, build_index, push
+from contentstore.testing import ProgressRecorder, build_image, build_index, push
 
 from servers import PASSWORD, USER, oci_ref, write_docker_config
 from tools import require
@@ -20,11 +20,6 @@ from tools import require
 def tools():
     require("skopeo")
     require("docker-registry")
-
-
-class Recorder(list):
-    def __call__(self, event):
-        self.append(event.status if event.id is None else f"{event.id}: {event.status}")
 
 
 def remote(ref: str, *args: str) -> dict:
@@ -56,7 +51,7 @@ def test_push_round_trip_mount_and_already_exists(registry, proxy_factory, sourc
     store = store_with(tmp_path)
     image = store.pull(f"{proxy.host}/team/origin:1")
 
-    events = Recorder()
+    events = ProgressRecorder()
     result = store.push(f"{proxy.host}/team/origin:1", f"{proxy.host}/team/copy:1", progress=events)
     assert remote(f"{registry.host}/team/copy:1")["Digest"] == image.digest == result.digest
     assert events[0] == f"The push refers to repository [{proxy.host}/team/copy]"
@@ -68,7 +63,7 @@ def test_push_round_trip_mount_and_already_exists(registry, proxy_factory, sourc
     assert sum(1 for line in events if ": Mounted from team/origin" in line) == 2
     assert result.mounted == 3  # the config too
 
-    again = Recorder()
+    again = ProgressRecorder()
     result = store.push(f"{proxy.host}/team/origin:1", f"{proxy.host}/team/copy:1", progress=again)
     assert sum(1 for line in again if line.endswith(": Layer already exists")) == 2
     assert result.pushed == result.mounted == 0 and result.existed == 3
@@ -79,7 +74,7 @@ def test_push_uploads_to_another_registry_monolithic_and_chunked(registry, regis
     other = registry_factory()
     store = store_with(tmp_path, "upload_chunk_size = 65536\n")
     image = store.pull(f"{registry.host}/team/up:1")
-    events = Recorder()
+    events = ProgressRecorder()
     store.push(f"{registry.host}/team/up:1", f"{other.host}/elsewhere/up", progress=events)
     assert remote(f"{other.host}/elsewhere/up:1")["Digest"] == image.digest  # the tag came along
     assert sum(1 for line in events if line.endswith(": Pushed")) == 2
@@ -144,7 +139,7 @@ def test_schema1_image_is_pushed_in_converted_form(registry_factory, registry, s
     push(oci_ref(source, "docker.io/src/old:latest"), old, "team/old:1", "--format", "v2s1")
     store = store_with(tmp_path)
     image = store.pull(f"{old.host}/team/old:1")
-    events = Recorder()
+    events = ProgressRecorder()
     store.push(f"{old.host}/team/old:1", f"{registry.host}/team/new:1", progress=events)
     assert any("schema1" in line and "converted" in line for line in events)
     assert json.loads(raw_remote(f"{registry.host}/team/new:1"))["mediaType"] == mt.OCI_MANIFEST

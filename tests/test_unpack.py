@@ -11,7 +11,7 @@ import pytest
 
 from contentstore import Store
 from contentstore import mediatypes as mt
-from contentstore.testing import push
+from contentstore.testing import image_from_layers, push
 from contentstore.unpack import UnpackError, UnsafeLayer
 
 from tools import require
@@ -130,19 +130,10 @@ def test_unpack_matches_umoci(umoci_image, registry, tmp_path):
 
 
 def image_with_layers(store: Store, ref: str, *layers: bytes) -> None:
+    """An image of uncompressed layers (each tar's digest is its diffID)."""
     import hashlib
-    import json
-    descriptors = []
-    for layer in layers:
-        info = store.put(layer)
-        descriptors.append({"mediaType": mt.OCI_LAYER, "digest": info.digest, "size": info.size})
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
-        "type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(l).hexdigest() for l in layers]}}).encode()
-    cinfo = store.put(config)
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
-                           "config": {"mediaType": mt.OCI_CONFIG, "digest": cinfo.digest, "size": cinfo.size},
-                           "layers": descriptors}).encode()
-    store.tag(store.put(manifest).digest, ref)
+    image_from_layers(store, ref, [(layer, "sha256:" + hashlib.sha256(layer).hexdigest(), mt.OCI_LAYER)
+                                   for layer in layers])
 
 
 HOSTILE = {
