@@ -195,12 +195,14 @@ def cmd_rmi(ctx: Context) -> int:
     status = 0
     for ref in ctx.args.refs:
         try:
-            ctx.store.untag(ref)
+            removed = ctx.store.untag(ref)
         except ContentStoreError as exc:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             status = 1
             continue
         ctx.info(f"Untagged: {ref}")
+        for name in removed[1:]:
+            ctx.info(f"Untagged: {name}")
     return status
 
 

@@ -35,6 +35,13 @@ ROOT_ENV = "CONTENTSTORE_ROOT"
 STATE_DIR = ".contentstore"
 
 
+def _repository_of(name: str) -> str | None:
+    try:
+        return Reference.parse(name).name
+    except ValueError:
+        return None
+
+
 def default_root() -> Path:
     """``$CONTENTSTORE_ROOT``, else ``platformdirs.user_data_path("contentstore")``."""
     env = os.environ.get(ROOT_ENV)
@@ -170,9 +177,30 @@ class Store:
         self.layout.tag(name, clean)
         return name
 
-    def untag(self, ref: str) -> Descriptor:
-        """Remove the local reference ``ref``; the blobs stay until :meth:`gc`."""
-        return self.layout.untag(self._name(ref))
+    def untag(self, ref: str) -> list[str]:
+        """Remove the local reference ``ref``; return the names removed.
+
+        As ``docker rmi``: when the last tag of a repository that points to an image goes,
+        the digest references (``repo@sha256:…``) of that repository to the same image go
+        with it. The blobs stay until :meth:`gc`.
+        """
+        name = self._name(ref)
+        removed = self.layout.untag(name)
+        names = [name]
+        try:
+            parsed = Reference.parse(name)
+        except ValueError:
+            return names
+        if not parsed.tag or parsed.digest:
+            return names
+        same_repo = {n: d for n, d in self.layout.names().items()
+                     if d.digest == removed.digest and _repository_of(n) == parsed.name}
+        if any(Reference.parse(n).tag for n in same_repo):
+            return names  # another tag of this repository still names the image
+        for digest_name in same_repo:
+            self.layout.untag(digest_name)
+            names.append(digest_name)
+        return names
 
     def references(self) -> dict[str, Descriptor]:
         return self.layout.names()

@@ -60,6 +60,9 @@ def test_pull_oci_image_made_by_umoci(registry, tmp_path, store):
     # the digest reference is recorded too (Docker's addDigestReference)
     assert store.resolve(f"127.0.0.1:{registry.port}/team/umoci@{image.digest}").digest == image.digest
     assert store.verify().ok
+    # rmi of the last tag takes the digest reference along, as docker rmi does
+    assert store.untag(ref) == [ref, f"127.0.0.1:{registry.port}/team/umoci@{image.digest}"]
+    assert store.images() == [] and len(store.gc().removed) == 3
 
 
 def test_pull_schema2_keeps_docker_media_types(registry, source, store):
