@@ -145,3 +145,15 @@ def test_cli_export_import(store, tmp_path):
     out = run(tmp_path / "other", "import", str(tmp_path / "x.tar"))
     assert out.returncode == 0, out.stderr
     assert out.stdout == "Loaded image: example.com/cli:1\n"
+
+
+def test_import_skopeo_oci_archive(tmp_path):
+    source = Store(tmp_path / "source")
+    desc = build_image(source, "example.com/oci:1", {"o": "oci\n"})
+    archive = tmp_path / "skopeo-oci.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{source.root}:example.com/oci:1",
+                    f"oci-archive:{archive}:example.com/oci:1"], check=True, capture_output=True)
+    store = Store(tmp_path / "store")
+    [loaded] = store.import_archive(archive)
+    assert loaded.reference == "example.com/oci:1" and loaded.digest == desc.digest
+    assert store.verify().ok and store.image("example.com/oci:1").layers

@@ -195,3 +195,11 @@ def test_image_already_present_downloads_no_blob(registry, proxy_factory, source
     store.pull(f"{proxy.host}/team/same:2", progress=events)
     assert not [e for e in proxy.log()[before:] if "/blobs/" in e["path"]]
     assert events[-1] == f"Status: Downloaded newer image for {proxy.host}/team/same:2"
+
+
+def test_explicit_platform_must_match_a_single_platform_image(registry, source, store):
+    from contentstore.errors import PlatformNotFound
+    ref = push_built(source, registry, "team/amd64only:1")
+    with pytest.raises(PlatformNotFound, match="does not match the specified platform"):
+        store.pull(ref, platform="linux/arm64")
+    assert store.pull(ref, platform="linux/amd64").platform.architecture == "amd64"

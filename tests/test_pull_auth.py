@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from contentstore import Store
 from contentstore.errors import Unauthorized
 from contentstore.testing import build_image, push
 
@@ -137,3 +138,17 @@ def test_expired_token_is_renewed_before_use(token_registry, source, monkeypatch
     monkeypatch.setattr(auth.time, "time", lambda: later)
     client.get_manifest("team/expiry", "1")
     assert len(token_registry.log()) == fetched + 1
+
+
+def test_identity_token_is_used_as_a_refresh_token(token_registry, source, store, tmp_path):
+    import json
+    reg = token_registry.registry
+    ref = push_private(source, reg.host, "team/identity:1")
+    (tmp_path / "docker-config" / "config.json").write_text(json.dumps(
+        {"auths": {reg.host: {"identitytoken": "contentstore-test-refresh-token"}}}))
+    assert store.pull(ref).layers
+    assert any(entry.get("method") == "POST" for entry in token_registry.log())
+    (tmp_path / "docker-config" / "config.json").write_text(json.dumps(
+        {"auths": {reg.host: {"identitytoken": "revoked"}}}))
+    with pytest.raises(Unauthorized):
+        Store(tmp_path / "other").pull(ref)

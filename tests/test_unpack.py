@@ -217,3 +217,52 @@ def test_cli_unpack(tmp_path):
     assert (tmp_path / "out" / "hello").read_text() == "hi\n"
     bad = subprocess.run([*command, str(tmp_path / "out")], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "not empty" in bad.stderr
+
+
+def test_xattrs_and_device_nodes(tmp_path):
+    """xattrs are set where the file system allows; device nodes need root, and a rootless
+    unpack (run here as nobody) skips them with a warning."""
+    import shutil
+    import sys
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        data = b"attributed\n"
+        info = tarfile.TarInfo("with-xattr.txt")
+        info.size = len(data)
+        info.pax_headers = {"SCHILY.xattr.user.contentstore": "yes"}
+        tar.addfile(info, io.BytesIO(data))
+        device = tarfile.TarInfo("dev/null")
+        device.type, device.devmajor, device.devminor, device.mode = tarfile.CHRTYPE, 1, 3, 0o666
+        tar.addfile(device)
+    store = Store(tmp_path / "store")
+    image_with_layers(store, "example.com/dev:1", out.getvalue())
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root to compare a privileged unpack with a rootless one")
+    privileged = tmp_path / "privileged"
+    store.unpack("example.com/dev:1", privileged)
+    assert stat.S_ISCHR(os.lstat(privileged / "dev" / "null").st_mode)
+    probe = tmp_path / "probe"
+    probe.write_text("")
+    try:
+        os.setxattr(probe, "user.probe", b"1")
+        xattrs_supported = True
+    except OSError:
+        xattrs_supported = False  # this file system takes no user xattrs
+    if xattrs_supported:
+        assert os.getxattr(privileged / "with-xattr.txt", "user.contentstore") == b"yes"
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    for path in [tmp_path, *tmp_path.parents]:
+        if path == Path("/"):
+            break
+        path.chmod(path.stat().st_mode | 0o005)
+    subprocess.run(["chmod", "-R", "a+rwX", str(store.root)], check=True)
+    rootless = shared / "rootless"
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                           "-m", "contentstore", "--root", str(store.root), "unpack", "example.com/dev:1",
+                           str(rootless)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "device node dev/null skipped" in proc.stderr
+    assert not (rootless / "dev" / "null").exists()
+    assert (rootless / "with-xattr.txt").read_text() == "attributed\n"

@@ -42,6 +42,18 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_POST(self):
+        """OAuth2 refresh-token grant (how Docker uses an identity token)."""
+        server = self.server
+        length = int(self.headers.get("Content-Length") or 0)
+        form = parse_qs(self.rfile.read(length).decode())
+        with server.lock:
+            server.log.append({"scope": form.get("scope", []), "authorization": False, "method": "POST"})
+        if form.get("grant_type") != ["refresh_token"] or form.get("refresh_token") != [server.refresh_token]:
+            return self.reply(401, {"error": "invalid_grant"})
+        scopes = [s for scope in form.get("scope", []) for s in scope.split(" ") if s]
+        self.issue(True, scopes, form.get("service", [""])[0])
+
     def do_GET(self):
         server = self.server
         url = urlsplit(self.path)
@@ -53,22 +65,26 @@ class Handler(BaseHTTPRequestHandler):
         query = parse_qs(url.query)
         auth = self.headers.get("Authorization", "")
         with server.lock:
-            server.log.append({"scope": query.get("scope", []), "authorization": bool(auth)})
+            server.log.append({"scope": query.get("scope", []), "authorization": bool(auth), "method": "GET"})
         granted = False
         if auth:
             if not auth.startswith("Basic ") or base64.b64decode(auth[6:]).decode() != server.user:
                 return self.reply(401, {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]})
             granted = True
+        self.issue(granted, query.get("scope", []), query.get("service", [""])[0])
+
+    def issue(self, granted: bool, scopes: list[str], service: str):
+        server = self.server
         access = []
         if granted:
-            for scope in query.get("scope", []):
+            for scope in scopes:
                 for one in scope.split(" "):
                     kind, _, rest = one.partition(":")
                     name, _, actions = rest.rpartition(":")
                     access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
         claims = {"iss": server.issuer, "sub": server.user.split(":")[0] if granted else "",
-                  "aud": query.get("service", [""])[0], "exp": now + server.lifetime, "nbf": now - 10,
+                  "aud": service, "exp": now + server.lifetime, "nbf": now - 10,
                   "iat": now, "jti": uuid.uuid4().hex, "access": access}
         header = {"typ": "JWT", "alg": "RS256", "x5c": [server.cert_der_b64]}
         signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
@@ -90,6 +106,7 @@ def main():
     parser.add_argument("--user", required=True, help="USER:PASSWORD")
     parser.add_argument("--issuer", required=True)
     parser.add_argument("--lifetime", type=int, default=300)
+    parser.add_argument("--refresh-token", default="contentstore-test-refresh-token")
     args = parser.parse_args()
     server = Server(("127.0.0.1", args.port), Handler)
     server.key = serialization.load_pem_private_key(open(args.key, "rb").read(), password=None)
@@ -98,6 +115,7 @@ def main():
     server.user = args.user
     server.issuer = args.issuer
     server.lifetime = args.lifetime
+    server.refresh_token = args.refresh_token
     server.lock = threading.Lock()
     server.log = []
     print(server.server_address[1], flush=True)
