@@ -70,16 +70,16 @@ def cmd_pull(ctx: Context) -> int:
 
 
 def cmd_push(ctx: Context) -> int:
-    progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
-    result = ctx.store.push(ctx.args.src, ctx.args.dest, progress=progress)
-    if ctx.args.quiet:
-        ctx.out(f"{result.reference.name}@{result.digest}")
-    return 0
+    return _send(ctx, ctx.store.push)
 
 
 def cmd_copy(ctx: Context) -> int:
+    return _send(ctx, ctx.store.copy)
+
+
+def _send(ctx: Context, operation) -> int:
     progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
-    result = ctx.store.copy(ctx.args.src, ctx.args.dest, progress=progress)
+    result = operation(ctx.args.src, ctx.args.dest, progress=progress)
     if ctx.args.quiet:
         ctx.out(f"{result.reference.name}@{result.digest}")
     return 0

@@ -128,12 +128,10 @@ class Reference:
 
     def familiar(self) -> str:
         """The whole reference as Docker prints it: ``alpine:latest``."""
-        text = self.familiar_name
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
+        return self._with_suffix(self.familiar_name)
+
+    def _with_suffix(self, name: str) -> str:
+        return name + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
 
     def with_tag(self, tag: str) -> "Reference":
         if not _TAG_ONLY.fullmatch(tag):
@@ -144,12 +142,7 @@ class Reference:
         return Reference(self.registry, self.repository, None, Digest(digest))
 
     def __str__(self) -> str:
-        text = self.name
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
+        return self._with_suffix(self.name)
 
 
 def is_registry_host(text: str) -> bool:
