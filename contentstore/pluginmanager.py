@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import types
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Iterable
@@ -20,7 +21,7 @@ from typing import Iterable
 import pluggy
 
 from . import hookspecs, mediatypes
-from .errors import PluginError, UnsupportedMediaType
+from .errors import ContentStoreError, PluginError, UnsupportedMediaType
 from .manifest import Manifest
 from .plugin import ENTRY_POINT_GROUP, PROJECT_NAME
 
@@ -122,6 +123,30 @@ class Plugins:
             return
         self._dists[name] = (distribution, version)
 
+    def _call(self, hook: str, **kwargs):
+        """Call a hook; an unexpected exception from a plugin becomes a PluginError that
+        names the plugin, instead of a traceback."""
+        try:
+            return getattr(self.pm.hook, hook)(**kwargs)
+        except ContentStoreError:
+            raise
+        except Exception as exc:
+            culprit = self._culprit(exc.__traceback__) or "unknown"
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise PluginError(f"plugin {culprit!r} failed in {hook}: {type(exc).__name__}: {message} "
+                              f"(disable it with -p no:{culprit})") from exc
+
+    def _culprit(self, tb) -> str | None:
+        modules = {}
+        for name, plugin in self.pm.list_name_plugin():
+            module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+            modules[module] = name
+        culprit = None
+        while tb is not None:
+            culprit = modules.get(tb.tb_frame.f_globals.get("__name__"), culprit)
+            tb = tb.tb_next
+        return culprit
+
     def register(self, plugin: object, name: str) -> None:
         """Register ``plugin`` (tests and embedders); same checks as entry points."""
         self._load(name, lambda: plugin, "(registered)", "")
@@ -144,7 +169,7 @@ class Plugins:
 
     def manifest_media_types(self) -> list[str]:
         seen: dict[str, None] = {}
-        for answer in self.pm.hook.contentstore_manifest_media_types():
+        for answer in self._call("contentstore_manifest_media_types"):
             for media_type in answer or ():
                 seen.setdefault(media_type, None)
         return list(seen)
@@ -153,17 +178,17 @@ class Plugins:
         return ", ".join(self.manifest_media_types())
 
     def detect_media_type(self, data: bytes) -> str | None:
-        return self.pm.hook.contentstore_detect_media_type(data=data)
+        return self._call("contentstore_detect_media_type", data=data)
 
     def parse_manifest(self, media_type: str | None, data: bytes) -> Manifest:
         """Parse ``data``; detect its type from the bytes when ``media_type`` is missing."""
         if media_type:
-            manifest = self.pm.hook.contentstore_parse_manifest(media_type=media_type, data=data)
+            manifest = self._call("contentstore_parse_manifest", media_type=media_type, data=data)
             if manifest is not None:
                 return manifest
         detected = self.detect_media_type(data)
         if detected and detected != media_type:
-            manifest = self.pm.hook.contentstore_parse_manifest(media_type=detected, data=data)
+            manifest = self._call("contentstore_parse_manifest", media_type=detected, data=data)
             if manifest is not None:
                 return manifest
         raise UnsupportedMediaType(media_type or detected or "unknown")
@@ -173,7 +198,7 @@ class Plugins:
 
     def check_config(self, media_type: str) -> None:
         """Raise unless a plugin accepts a manifest whose config is ``media_type``."""
-        if self.pm.hook.contentstore_accept_config(media_type=media_type):
+        if self._call("contentstore_accept_config", media_type=media_type):
             return
         config_class = mediatypes.KNOWN_CONFIG_CLASSES.get(media_type, "unknown")
         raise UnsupportedMediaType(
@@ -183,7 +208,7 @@ class Plugins:
         )
 
     def layer_compression(self, media_type: str) -> str:
-        compression = self.pm.hook.contentstore_layer_compression(media_type=media_type)
+        compression = self._call("contentstore_layer_compression", media_type=media_type)
         if compression is None:
             raise UnsupportedMediaType(
                 media_type, f"unsupported layer media type {media_type!r}: no installed plugin handles it"
@@ -191,26 +216,29 @@ class Plugins:
         return compression
 
     def convert_manifest(self, manifest, layers, diff_ids, reference) -> tuple[bytes, bytes] | None:
-        return self.pm.hook.contentstore_convert_manifest(
+        return self._call(
+            "contentstore_convert_manifest",
             manifest=manifest, layers=layers, diff_ids=diff_ids, reference=reference
         )
 
     def oci_media_type(self, media_type: str) -> str:
         """The OCI equivalent of ``media_type`` (itself when no plugin knows better)."""
-        return self.pm.hook.contentstore_oci_media_type(media_type=media_type) or media_type
+        return self._call("contentstore_oci_media_type", media_type=media_type) or media_type
 
     # -- fallback policies --------------------------------------------------------------
 
     def modify_endpoints(self, reference, config, endpoints: list) -> list:
-        self.pm.hook.contentstore_modify_endpoints(reference=reference, config=config, endpoints=endpoints)
+        self._call("contentstore_modify_endpoints", reference=reference, config=config, endpoints=endpoints)
         return endpoints
 
     def continue_on_error(self, endpoint, error: Exception, confirmed_v2: bool) -> bool:
-        return bool(self.pm.hook.contentstore_continue_on_error(
+        return bool(self._call(
+            "contentstore_continue_on_error",
             endpoint=endpoint, error=error, confirmed_v2=confirmed_v2
         ))
 
     def explain_ping_failure(self, endpoint, response, session) -> Exception | None:
-        return self.pm.hook.contentstore_explain_ping_failure(
+        return self._call(
+            "contentstore_explain_ping_failure",
             endpoint=endpoint, response=response, session=session
         )

@@ -113,3 +113,16 @@ def test_hook_reference_is_current():
     committed = (Path(__file__).resolve().parents[1] / "docs" / "hooks.md").read_text()
     assert committed == hookdoc.render(), "run: python -m contentstore.hookdoc > docs/hooks.md"
     assert len(hookdoc.hooks()) == len([n for n in dir(pluginmanager.hookspecs) if n.startswith("contentstore_")])
+
+
+def test_a_plugin_that_raises_is_named():
+    class Clumsy:
+        @hookimpl
+        def contentstore_accept_config(self, media_type):
+            raise KeyError("oops")
+
+    plugins = pluginmanager.create(extra_plugins=[("clumsy", Clumsy())])
+    with pytest.raises(PluginError) as info:
+        plugins.check_config("application/vnd.example.config+json")
+    assert "plugin 'clumsy' failed in contentstore_accept_config" in str(info.value)
+    assert "-p no:clumsy" in str(info.value)
