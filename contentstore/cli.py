@@ -86,7 +86,8 @@ def _send(ctx: Context, operation) -> int:
 
 
 def cmd_unpack(ctx: Context) -> int:
-    report = ctx.store.unpack(ctx.args.ref, ctx.args.dir, platform=ctx.args.platform)
+    report = ctx.store.unpack(ctx.args.ref, ctx.args.dir, platform=ctx.args.platform,
+                              rootless=True if ctx.args.rootless else None)
     for name in report.skipped_devices:
         ctx.warn(f"device node {name} skipped (needs root)")
     ctx.info(f"unpacked {report.layers} layers, {report.entries} entries into {ctx.args.dir}")
@@ -279,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     unpack.add_argument("ref", metavar="REF")
     unpack.add_argument("dir", metavar="DIR")
     unpack.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
+    unpack.add_argument("--rootless", action="store_true", help="change no ownership, skip device "
+                        "nodes (the default when not running as root)")
     unpack.set_defaults(func=cmd_unpack)
 
     export = commands.add_parser("export", help="write an image to an OCI archive or a docker-archive")

@@ -334,11 +334,13 @@ class Store:
         source = Reference.parse(src)
         return self.push(str(source), dest, progress=progress)
 
-    def unpack(self, ref: str, directory: str | os.PathLike, platform: str | Platform | None = None):
+    def unpack(self, ref: str, directory: str | os.PathLike, platform: str | Platform | None = None,
+               rootless: bool | None = None):
         """Write the root filesystem of ``ref`` into ``directory`` (absent or empty).
 
-        Layers are applied in order with whiteouts; without root, ownership is not changed
-        and device nodes are skipped. Returns an :class:`~contentstore.unpack.UnpackReport`.
+        Layers are applied in order with whiteouts. Rootless (the default when not root, as
+        ``umoci unpack --rootless``), ownership is not changed and device nodes are
+        skipped. Returns an :class:`~contentstore.unpack.UnpackReport`.
         """
         from .unpack import unpack_layers
 
@@ -351,7 +353,7 @@ class Store:
                 raise BlobNotFound(layer.digest)
             compression = self.plugins.layer_compression(layer.media_type)
             layers.append((str(layer.digest), lambda d=layer.digest: self.open(d), compression))
-        return unpack_layers(layers, Path(directory))
+        return unpack_layers(layers, Path(directory), rootless=rootless)
 
     def export(self, ref: str, path: str | os.PathLike, format: str = "oci",
                platform: str | Platform | None = None) -> None:

@@ -138,11 +138,11 @@ def _make_writable_tree(path: Path) -> None:
 class LayerApplier:
     """Applies layer tar streams, in order, to one root directory."""
 
-    def __init__(self, root: Path, report: UnpackReport):
+    def __init__(self, root: Path, report: UnpackReport, rootless: bool | None = None):
         self.root = root
         self.fs = _Root(root)
         self.report = report
-        self.privileged = os.geteuid() == 0
+        self.privileged = (os.geteuid() == 0) if rootless is None else not rootless
         self._dir_meta: dict[str, tuple[int, float]] = {}  # applied once all layers are in
 
     def apply(self, stream, compression: str, layer_name: str) -> None:
@@ -312,15 +312,18 @@ def prepare_target(directory: Path) -> None:
         raise UnpackError(f"{directory} is not empty")
 
 
-def unpack_layers(layers, directory: Path) -> UnpackReport:
-    """Apply ``layers`` (``(name, opener, compression)`` triples, in order) to ``directory``."""
+def unpack_layers(layers, directory: Path, rootless: bool | None = None) -> UnpackReport:
+    """Apply ``layers`` (``(name, opener, compression)`` triples, in order) to ``directory``.
+
+    :param rootless: change no ownership and skip device nodes (default: when not root).
+    """
     directory = Path(directory).absolute()
     prepare_target(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.unpacking-", dir=directory.parent))
     report = UnpackReport()
     try:
-        applier = LayerApplier(staging, report)
+        applier = LayerApplier(staging, report, rootless)
         for name, opener, compression in layers:
             with opener() as stream:
                 applier.apply(stream, compression, name)
