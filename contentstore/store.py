@@ -20,7 +20,7 @@ from . import config as configuration
 from . import pluginmanager
 from .content import BlobInfo, ContentStore, IngestWriter
 from .digest import Digest, is_valid
-from .errors import BlobNotFound, InvalidManifest, InvalidReference, ReferenceNotFound
+from .errors import BlobNotFound, ContentStoreError, InvalidManifest, InvalidReference, ReferenceNotFound
 from .fsutil import FileLock
 from .layout import Layout
 from .manifest import (MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, ImageManifest,
@@ -254,7 +254,7 @@ class Store:
             return chosen, self.manifest(chosen)
         # Listing: the host's platform if it was pulled, else the first one that was.
         present = [m for m in top.manifests if self.content.exists(m.digest)]
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(ContentStoreError):
             chosen = top.select(Platform.host())
             if chosen in present:
                 return chosen, self.manifest(chosen)
