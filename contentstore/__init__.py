@@ -3,12 +3,17 @@
     from contentstore import Store, Reference
     store = Store()                      # or Store("/path/to/root")
     digest, size = store.put(b"hello")
+
+The package is layered; each layer imports only from those below it (README,
+"Architecture"): ``model`` (pure data), ``plugin`` (hooks and their manager), ``local``
+(the store on disk), ``image`` (operations on local content), ``remote`` (registries),
+and at the top :mod:`contentstore.store`, :mod:`contentstore.cli` and
+:mod:`contentstore.testing`.
 """
 
-__version__ = "0.1.0"
-
-from .errors import ContentStoreError  # noqa: E402
-from .reference import Reference  # noqa: E402
-from .store import Image, Store  # noqa: E402
+from contentstore.errors import ContentStoreError
+from contentstore.model.reference import Reference
+from contentstore.store import Image, Store
+from contentstore.version import __version__
 
 __all__ = ["Store", "Image", "Reference", "ContentStoreError", "__version__"]

@@ -13,11 +13,13 @@ import os
 import shutil
 import sys
 
-from . import __version__, pluginmanager
-from .errors import ContentStoreError
-from .progress import for_stream, human_size, quiet
-from .reference import Reference
-from .store import Store
+from contentstore.version import __version__
+
+from contentstore.plugin import manager as pluginmanager
+from contentstore.errors import ContentStoreError
+from contentstore.progress import for_stream, human_size, quiet
+from contentstore.model.reference import Reference
+from contentstore.store import Store
 
 PROG = "contentstore"
 
@@ -106,7 +108,7 @@ def cmd_import(ctx: Context) -> int:
 
 
 def cmd_login(ctx: Context) -> int:
-    from . import login
+    from contentstore.remote import login
 
     if ctx.args.password_stdin:
         password = sys.stdin.read().rstrip("\r\n")
@@ -127,7 +129,7 @@ def cmd_login(ctx: Context) -> int:
 
 
 def cmd_logout(ctx: Context) -> int:
-    from . import login
+    from contentstore.remote import login
 
     name = login.registry_name(ctx.args.registry)
     if login.logout(name):

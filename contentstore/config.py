@@ -16,7 +16,7 @@ from pathlib import Path
 
 import platformdirs
 
-from .errors import ConfigError
+from contentstore.errors import ConfigError
 
 CONFIG_ENV = "CONTENTSTORE_CONFIG"
 

@@ -102,7 +102,27 @@ class PluginError(ContentStoreError):
     """A plugin could not be loaded, or is required and was disabled."""
 
 
+# -- local images ------------------------------------------------------------------------
+
+
+class ArchiveError(ContentStoreError):
+    """A file is not an OCI archive or docker-archive, or is inconsistent."""
+
+
+class UnpackError(ContentStoreError):
+    """The target directory cannot be used, or a layer cannot be applied."""
+
+
+class UnsafeLayer(UnpackError):
+    """A layer holds an entry that would write outside the target directory."""
+
+
 # -- concurrency -------------------------------------------------------------------------
+
+
+class Cancelled(ContentStoreError):
+    """Another part of the same operation failed, so this part stopped (keeping what it
+    wrote, for a later resume)."""
 
 
 class IngestLocked(ContentStoreError):

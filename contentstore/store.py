@@ -15,20 +15,20 @@ from typing import BinaryIO, Iterator
 
 import platformdirs
 
-from . import gc as _gc
-from . import config as configuration
-from . import pluginmanager
-from .content import BlobInfo, ContentStore, IngestWriter
-from .digest import Digest, is_valid
-from .errors import BlobNotFound, ContentStoreError, InvalidManifest, InvalidReference, ReferenceNotFound
-from .fsutil import FileLock
-from .layout import Layout
-from .manifest import (MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, ImageManifest,
+from contentstore.local import maintenance as _gc
+from contentstore import config as configuration
+from contentstore.plugin import manager as pluginmanager
+from contentstore.local.content import BlobInfo, ContentStore, IngestWriter
+from contentstore.model.digest import Digest, is_valid
+from contentstore.errors import BlobNotFound, ContentStoreError, InvalidManifest, InvalidReference, ReferenceNotFound
+from contentstore.local.fsutil import FileLock
+from contentstore.local.layout import Layout
+from contentstore.model.manifest import (MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, ImageManifest,
                        Manifest, ManifestIndex, load_json)
-from .metadata import Metadata
-from .platform import Platform
-from .progress import ProgressCallback
-from .reference import Reference
+from contentstore.local.metadata import Metadata
+from contentstore.model.platform import Platform
+from contentstore.progress import ProgressCallback
+from contentstore.model.reference import Reference
 
 APP_NAME = "contentstore"
 ROOT_ENV = "CONTENTSTORE_ROOT"
@@ -312,7 +312,7 @@ class Store:
         :param progress: called with each :class:`~contentstore.progress.ProgressEvent`.
         :return: the pulled :class:`Image` (a list of them with ``all_tags``).
         """
-        from .pull import Puller
+        from contentstore.remote.pull import Puller
 
         wanted = Platform.parse(platform) if isinstance(platform, str) else platform
         results = Puller(self, self.config, progress).pull(
@@ -324,7 +324,7 @@ class Store:
     def push(self, src: str, dest: str | None = None, progress: ProgressCallback | None = None):
         """Push the local image ``src`` (an index with its children) to ``dest`` (default:
         where ``src`` names). Returns a :class:`~contentstore.push.PushResult`."""
-        from .push import Pusher
+        from contentstore.remote.push import Pusher
 
         return Pusher(self, self.config, progress).push(src, dest)
 
@@ -342,7 +342,7 @@ class Store:
         ``umoci unpack --rootless``), ownership is not changed and device nodes are
         skipped. Returns an :class:`~contentstore.unpack.UnpackReport`.
         """
-        from .unpack import unpack_layers
+        from contentstore.image.unpack import unpack_layers
 
         image = self.image(ref, platform=platform)
         if image.config is None:
@@ -359,7 +359,7 @@ class Store:
                platform: str | Platform | None = None) -> None:
         """Write ``ref`` to ``path`` as an OCI archive (``format="oci"``, every platform the
         store has) or a docker-archive (``format="docker"``, one platform)."""
-        from . import archive
+        from contentstore.image import archive
 
         if format == "oci":
             archive.export_oci(self, ref, Path(path))
@@ -371,7 +371,7 @@ class Store:
     def import_archive(self, path: str | os.PathLike):
         """Load an OCI archive or a docker-archive, verifying every blob; returns the
         :class:`~contentstore.archive.ImportedImage` list."""
-        from . import archive
+        from contentstore.image import archive
 
         return archive.import_archive(self, Path(path))
 

@@ -34,8 +34,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from . import mediatypes as mt
-from .manifest import Descriptor
+from contentstore.model import mediatypes as mt
+from contentstore.model.manifest import Descriptor
 
 REGISTRY_BINARY = "docker-registry"
 
@@ -289,7 +289,7 @@ def push_test_image(registry: Registry | str, destination: str, files: dict | No
     """Build a one-layer image holding ``files`` and push it to ``registry`` as
     ``destination`` (``repo:tag``); extra arguments go to ``skopeo copy``
     (``--format v2s2``, ``--dest-compress-format zstd`` …). Returns the reference."""
-    from .store import Store
+    from contentstore.store import Store
 
     with tempfile.TemporaryDirectory(prefix="contentstore-test-image-") as scratch:
         source = Store(Path(scratch) / "layout")

@@ -8,7 +8,7 @@ not resolved: a name that merely maps to 127.0.0.1 is not downgraded.
 
 import ipaddress
 
-from contentstore.endpoint import Endpoint
+from contentstore.model.endpoint import Endpoint
 from contentstore.plugin import hookimpl
 
 

@@ -7,9 +7,9 @@ variants from v8 down to v5 (containerd ``platforms.Only``).
 
 from dataclasses import dataclass
 
-from contentstore import mediatypes as mt
-from contentstore.manifest import ManifestIndex, parse_index, peek_json
-from contentstore.platform import Platform
+from contentstore.model import mediatypes as mt
+from contentstore.model.manifest import ManifestIndex, parse_index, peek_json
+from contentstore.model.platform import Platform
 from contentstore.plugin import hookimpl
 
 MEDIA_TYPES = (mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST)

@@ -1,7 +1,7 @@
 """OCI image manifests (image-spec v1.1), and the OCI image config and layer types."""
 
-from contentstore import mediatypes as mt
-from contentstore.manifest import parse_image_manifest, peek_json
+from contentstore.model import mediatypes as mt
+from contentstore.model.manifest import parse_image_manifest, peek_json
 from contentstore.plugin import hookimpl
 
 LAYER_COMPRESSION = {

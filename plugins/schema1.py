@@ -11,10 +11,10 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from contentstore import digest as digests
-from contentstore import mediatypes as mt
+from contentstore.model import digest as digests
+from contentstore.model import mediatypes as mt
 from contentstore.errors import InvalidManifest
-from contentstore.manifest import Descriptor, ImageManifest, load_json, peek_json
+from contentstore.model.manifest import Descriptor, ImageManifest, load_json, peek_json
 from contentstore.plugin import hookimpl
 
 MEDIA_TYPES = (mt.DOCKER_SCHEMA1_SIGNED, mt.DOCKER_SCHEMA1_MANIFEST)

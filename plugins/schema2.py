@@ -1,7 +1,7 @@
 """Docker image manifest v2, schema 2, with Docker's image config and layer types."""
 
-from contentstore import mediatypes as mt
-from contentstore.manifest import parse_image_manifest, peek_json
+from contentstore.model import mediatypes as mt
+from contentstore.model.manifest import parse_image_manifest, peek_json
 from contentstore.plugin import hookimpl
 
 LAYER_COMPRESSION = {

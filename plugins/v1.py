@@ -19,7 +19,7 @@ def contentstore_explain_ping_failure(endpoint, response, session):
         return None
     import requests  # only when it is needed: every command loads this plugin
 
-    from contentstore.transport import TIMEOUT
+    from contentstore.remote.transport import TIMEOUT
 
     try:
         ping = session.get(f"{endpoint.url}/v1/_ping", timeout=TIMEOUT)

@@ -1,6 +1,8 @@
 import pytest
+from tools import require
 
-from contentstore import Store, pluginmanager
+from contentstore import Store
+from contentstore.plugin import manager as pluginmanager
 
 pytest_plugins = ["contentstore.testing", "servers"]
 
@@ -26,3 +28,16 @@ def isolated_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("CONTENTSTORE_CONFIG", str(config))
     monkeypatch.delenv("CONTENTSTORE_ROOT", raising=False)
     monkeypatch.delenv("CONTENTSTORE_DISABLE_PLUGINS", raising=False)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs(*tools): the real programs a test runs (skopeo, umoci, "
+                            "docker-registry); missing ones fail the test on CI and skip it elsewhere")
+
+
+@pytest.fixture(autouse=True)
+def needed_tools(request):
+    """Check the programs named by ``pytest.mark.needs`` before the test starts."""
+    for marker in request.node.iter_markers("needs"):
+        for tool in marker.args:
+            require(tool)

@@ -8,17 +8,14 @@ import tarfile
 import pytest
 
 from contentstore import Store
-from contentstore import mediatypes as mt
-from contentstore.archive import ArchiveError
+from contentstore.model import mediatypes as mt
+from contentstore.errors import ArchiveError
 from contentstore.errors import DigestMismatch
 from contentstore.testing import build_image, build_index, push_test_image
 
-from tools import require
 
 
-@pytest.fixture(autouse=True)
-def tools():
-    require("skopeo")
+pytestmark = pytest.mark.needs("skopeo")
 
 
 def skopeo(*args) -> dict:

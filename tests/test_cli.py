@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from contentstore import digest as digests
+from contentstore.model import digest as digests
 
 from contentstore.testing import build_image, build_index
 

@@ -10,7 +10,7 @@ import textwrap
 import time
 
 from contentstore import Store
-from contentstore import digest as digests
+from contentstore.model import digest as digests
 
 WORKERS = 8
 SHARED = [f"shared blob {i}".encode() * 1000 for i in range(6)]

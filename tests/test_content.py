@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from contentstore import digest as digests
+from contentstore.model import digest as digests
 from contentstore.errors import BlobNotFound, DigestMismatch, IngestLocked, InvalidDigest, SizeMismatch
 
 

@@ -2,8 +2,8 @@ import io
 
 import pytest
 
-from contentstore import digest as digests
-from contentstore.digest import Digest
+from contentstore.model import digest as digests
+from contentstore.model.digest import Digest
 from contentstore.errors import InvalidDigest
 
 GOOD = "sha256:" + "a" * 64

@@ -9,13 +9,9 @@ from contentstore.errors import DigestMismatch, NotV2Registry, RegistryUnreachab
 from contentstore.testing import ProgressRecorder, build_image, push
 
 from servers import oci_ref
-from tools import require
 
 
-@pytest.fixture(autouse=True)
-def tools():
-    require("skopeo")
-    require("docker-registry")
+pytestmark = pytest.mark.needs("skopeo", "docker-registry")
 
 
 def publish(source, registry, name, content):

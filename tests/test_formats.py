@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from contentstore import digest as digests
-from contentstore import mediatypes as mt
+from contentstore.model import digest as digests
+from contentstore.model import mediatypes as mt
 from contentstore.errors import InvalidManifest, PlatformNotFound, UnsupportedMediaType
-from contentstore.manifest import ImageManifest, ManifestIndex
-from contentstore.platform import Platform
+from contentstore.model.manifest import ImageManifest, ManifestIndex
+from contentstore.model.platform import Platform
 
 D = ["sha256:" + c * 64 for c in "0123456789abcdef"]
 

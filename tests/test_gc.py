@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from contentstore import digest as digests
-from contentstore import mediatypes as mt
+from contentstore.model import digest as digests
+from contentstore.model import mediatypes as mt
 from contentstore.errors import UnsupportedMediaType
 
 from contentstore.testing import build_image, build_index

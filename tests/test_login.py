@@ -12,13 +12,9 @@ import pytest
 from contentstore.testing import build_image, push
 
 from servers import PASSWORD, USER, oci_ref
-from tools import require
 
 
-@pytest.fixture(autouse=True)
-def tools():
-    require("skopeo")
-    require("docker-registry")
+pytestmark = pytest.mark.needs("skopeo", "docker-registry")
 
 
 def cli(root, *args, stdin=None, env=None):

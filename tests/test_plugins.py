@@ -1,7 +1,7 @@
 import pytest
 
-from contentstore import mediatypes as mt
-from contentstore import pluginmanager
+from contentstore.model import mediatypes as mt
+from contentstore.plugin import manager as pluginmanager
 from contentstore.errors import PluginError, UnsupportedMediaType
 from contentstore.plugin import hookimpl
 
@@ -108,10 +108,10 @@ def test_hook_reference_is_current():
     """docs/hooks.md is generated from the hook specifications and must match them."""
     from pathlib import Path
 
-    from contentstore import hookdoc
+    from contentstore.plugin import docs as hookdoc
 
     committed = (Path(__file__).resolve().parents[1] / "docs" / "hooks.md").read_text()
-    assert committed == hookdoc.render(), "run: python -m contentstore.hookdoc > docs/hooks.md"
+    assert committed == hookdoc.render(), "run: python -m contentstore.plugin.docs > docs/hooks.md"
     assert len(hookdoc.hooks()) == len([n for n in dir(pluginmanager.hookspecs) if n.startswith("contentstore_")])
 
 

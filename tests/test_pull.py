@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from contentstore import mediatypes as mt
+from contentstore.model import mediatypes as mt
 from contentstore.testing import ProgressRecorder, build_image, build_index, push, push_test_image
 
 from servers import oci_ref
@@ -22,10 +22,7 @@ def remote_digest(host_ref: str) -> str:
     return skopeo_inspect(f"docker://{host_ref}")["Digest"]
 
 
-@pytest.fixture(autouse=True)
-def tools():
-    require("skopeo")
-    require("docker-registry")
+pytestmark = pytest.mark.needs("skopeo", "docker-registry")
 
 
 def push_built(source, registry, name, *args, layers=None, files=None):

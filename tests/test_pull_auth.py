@@ -11,13 +11,9 @@ from contentstore.errors import Unauthorized
 from contentstore.testing import build_image, push
 
 from servers import PASSWORD, USER, oci_ref, write_docker_config
-from tools import require
 
 
-@pytest.fixture(autouse=True)
-def tools():
-    require("skopeo")
-    require("docker-registry")
+pytestmark = pytest.mark.needs("skopeo", "docker-registry")
 
 
 def push_private(source, host, name):
@@ -97,10 +93,10 @@ def test_redirect_to_another_host_gets_no_authorization(htpasswd_registry, proxy
 
 
 def _client(reg, endpoint_url=None):
-    from contentstore import pluginmanager
-    from contentstore.credentials import Credentials
-    from contentstore.endpoint import Endpoint
-    from contentstore.registry import RegistryClient
+    from contentstore.plugin import manager as pluginmanager
+    from contentstore.remote.credentials import Credentials
+    from contentstore.model.endpoint import Endpoint
+    from contentstore.remote.client import RegistryClient
     return RegistryClient(Endpoint(endpoint_url or reg.url, reg.host), Credentials(USER, PASSWORD),
                           pluginmanager.create())
 
@@ -124,7 +120,7 @@ def test_token_refused_by_the_registry_is_renewed(token_registry, proxy_factory,
 def test_expired_token_is_renewed_before_use(token_registry, source, monkeypatch):
     import time
 
-    from contentstore import auth
+    from contentstore.remote import auth
     reg = token_registry.registry
     push_private(source, reg.host, "team/expiry:1")
     before = len(token_registry.log())  # skopeo's own tokens

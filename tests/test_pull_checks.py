@@ -12,16 +12,13 @@ import tarfile
 
 import pytest
 
-from contentstore import mediatypes as mt
+from contentstore.model import mediatypes as mt
 from contentstore.errors import ManifestTooLarge, UnsupportedMediaType, VerificationError
 
 from servers import upload
-from tools import require
 
 
-@pytest.fixture(autouse=True)
-def tools():
-    require("docker-registry")
+pytestmark = pytest.mark.needs("docker-registry")
 
 
 def digest(data: bytes) -> str:

@@ -12,15 +12,11 @@ from contentstore.errors import DigestMismatch
 from contentstore.testing import build_image, push
 
 from servers import oci_ref
-from tools import require
 
 BIG = 6 << 20
 
 
-@pytest.fixture(autouse=True)
-def tools():
-    require("skopeo")
-    require("docker-registry")
+pytestmark = pytest.mark.needs("skopeo", "docker-registry")
 
 
 @pytest.fixture

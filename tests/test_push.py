@@ -8,18 +8,14 @@ import sys
 import pytest
 
 from contentstore import Store
-from contentstore import mediatypes as mt
+from contentstore.model import mediatypes as mt
 from contentstore.errors import Unauthorized
 from contentstore.testing import ProgressRecorder, build_image, build_index, push
 
 from servers import PASSWORD, USER, oci_ref, write_docker_config
-from tools import require
 
 
-@pytest.fixture(autouse=True)
-def tools():
-    require("skopeo")
-    require("docker-registry")
+pytestmark = pytest.mark.needs("skopeo", "docker-registry")
 
 
 def remote(ref: str, *args: str) -> dict:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from contentstore import Store
-from contentstore import mediatypes as mt
+from contentstore.model import mediatypes as mt
 from contentstore.testing import image_from_layers, push
-from contentstore.unpack import UnpackError, UnsafeLayer
+from contentstore.errors import UnpackError, UnsafeLayer
 
 from tools import require
 

@@ -13,13 +13,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from .content import BlobInfo, IngestStatus
-from .digest import Digest
-from .errors import ContentStoreError, UnsupportedMediaType
-from .manifest import MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, Manifest
+from contentstore.local.content import BlobInfo, IngestStatus
+from contentstore.model.digest import Digest
+from contentstore.errors import ContentStoreError, UnsupportedMediaType
+from contentstore.model.manifest import MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, Manifest
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .store import Store
+    from contentstore.store import Store
 
 #: An ingest nobody has written for this long is stale and gc removes it.
 STALE_INGEST_SECONDS = 24 * 3600

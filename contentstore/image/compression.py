@@ -13,11 +13,9 @@ from typing import BinaryIO
 
 import zstandard
 
-from .digest import Digest, from_hasher
-from .errors import InvalidManifest, VerificationError
-
-CHUNK_SIZE = 1 << 20
-
+from contentstore.model.digest import Digest, from_hasher
+from contentstore.errors import InvalidManifest, VerificationError
+from contentstore.model.limits import CHUNK_SIZE
 
 class _Gzip:
     def __init__(self) -> None:

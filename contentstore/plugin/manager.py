@@ -20,10 +20,12 @@ from typing import Iterable
 
 import pluggy
 
-from . import hookspecs, mediatypes
-from .errors import ContentStoreError, PluginError, UnsupportedMediaType
-from .manifest import Manifest
-from .plugin import ENTRY_POINT_GROUP, PROJECT_NAME
+from contentstore.plugin import spec as hookspecs
+
+from contentstore.model import mediatypes
+from contentstore.errors import ContentStoreError, PluginError, UnsupportedMediaType
+from contentstore.model.manifest import Manifest
+from contentstore.plugin import ENTRY_POINT_GROUP, PROJECT_NAME
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from . import mediatypes
-from .errors import InvalidManifest, ReferenceNotFound
-from .fsutil import FileLock, atomic_write
-from .manifest import REF_NAME_ANNOTATION, Descriptor
+from contentstore.model import mediatypes
+from contentstore.errors import InvalidManifest, ReferenceNotFound
+from contentstore.local.fsutil import FileLock, atomic_write
+from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor
 
 
 def _empty_index() -> dict:

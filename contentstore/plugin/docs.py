@@ -1,6 +1,6 @@
-"""Write the hook reference (``docs/hooks.md``) from :mod:`contentstore.hookspecs`.
+"""Write the hook reference (``docs/hooks.md``) from :mod:`contentstore.plugin.spec`.
 
-    python -m contentstore.hookdoc > docs/hooks.md
+    python -m contentstore.plugin.docs > docs/hooks.md
 
 A test checks that the committed file is what this prints, so the reference never
 drifts from the specifications.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import sys
 
-from . import hookspecs
+from contentstore.plugin import spec as hookspecs
 
 
 def hooks() -> list:
@@ -27,7 +27,7 @@ def render() -> str:
     out = [
         "# contentstore hook reference",
         "",
-        "Generated from `contentstore/hookspecs.py` by `python -m contentstore.hookdoc`;",
+        "Generated from `contentstore/plugin/spec.py` by `python -m contentstore.plugin.docs`;",
         "do not edit by hand. Implement a hook by defining a function of the same name",
         "marked with `contentstore.plugin.hookimpl`; take only the arguments you need.",
         "",

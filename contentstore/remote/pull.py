@@ -12,21 +12,21 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import fallback
-from .config import Config
-from .credentials import CredentialStore
-from .digest import Digest, is_valid
-from .download import download, short_id
-from .errors import (ContentStoreError, DigestMismatch, InvalidManifest, InvalidReference,
+from contentstore.remote import fallback
+from contentstore.config import Config
+from contentstore.remote.credentials import CredentialStore
+from contentstore.model.digest import Digest, is_valid
+from contentstore.remote.download import download, short_id
+from contentstore.errors import (ContentStoreError, DigestMismatch, InvalidManifest, InvalidReference,
                      PlatformNotFound, RegistryError, RemoteNotFound, UnsupportedMediaType,
                      VerificationError)
-from .manifest import (MAX_MANIFEST_SIZE, Descriptor, ImageManifest, Manifest, ManifestIndex,
+from contentstore.model.manifest import (MAX_MANIFEST_SIZE, Descriptor, ImageManifest, Manifest, ManifestIndex,
                        load_json)
-from .metadata import GC_REF_LABEL_PREFIX
-from .platform import Platform
-from .progress import ProgressCallback, ProgressEvent, quiet
-from .reference import Reference
-from .registry import RegistryClient
+from contentstore.local.metadata import GC_REF_LABEL_PREFIX
+from contentstore.model.platform import Platform
+from contentstore.progress import ProgressCallback, ProgressEvent, quiet
+from contentstore.model.reference import Reference
+from contentstore.remote.client import RegistryClient
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
-    from .config import Config
-    from .digest import Digest
-    from .endpoint import Endpoint
-    from .manifest import Descriptor, ImageManifest, Manifest
-    from .reference import Reference
+    from contentstore.config import Config
+    from contentstore.model.digest import Digest
+    from contentstore.model.endpoint import Endpoint
+    from contentstore.model.manifest import Descriptor, ImageManifest, Manifest
+    from contentstore.model.reference import Reference
 
 hookspec = pluggy.HookspecMarker("contentstore")
 

@@ -6,7 +6,7 @@ import platform as _host
 import sys
 from dataclasses import dataclass, field
 
-from .errors import InvalidPlatform
+from contentstore.errors import InvalidPlatform
 
 _OS_ALIASES = {"macos": "darwin"}
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import requests
 
-from . import fallback
-from .auth import Challenge
-from .credentials import Credentials, CredentialStore
-from .errors import InvalidReference, Unauthorized
-from .reference import DEFAULT_REGISTRY, LEGACY_DEFAULT_REGISTRY, Reference, is_registry_host
-from .registry import RegistryClient
-from .transport import TIMEOUT, raise_for_status, unreachable
+from contentstore.remote import fallback
+from contentstore.remote.auth import Challenge
+from contentstore.remote.credentials import Credentials, CredentialStore
+from contentstore.errors import InvalidReference, Unauthorized
+from contentstore.model.reference import DEFAULT_REGISTRY, LEGACY_DEFAULT_REGISTRY, Reference, is_registry_host
+from contentstore.remote.client import RegistryClient
+from contentstore.remote.transport import TIMEOUT, raise_for_status, unreachable
 
 
 def registry_name(text: str) -> str:

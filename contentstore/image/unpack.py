@@ -33,22 +33,14 @@ from pathlib import Path, PurePosixPath
 
 import zstandard
 
-from .errors import ContentStoreError
+from contentstore.errors import UnpackError, UnsafeLayer
+from contentstore.model.limits import CHUNK_SIZE
 
 log = logging.getLogger(__name__)
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
-COPY_BUFFER = 1 << 20
 MAX_SYMLINK_HOPS = 40
-
-
-class UnsafeLayer(ContentStoreError):
-    """A layer holds an entry that would write outside the target directory."""
-
-
-class UnpackError(ContentStoreError):
-    """The target directory cannot be used, or a layer cannot be applied."""
 
 
 @dataclass
@@ -148,14 +140,14 @@ class LayerApplier:
     def apply(self, stream, compression: str, layer_name: str) -> None:
         if compression == "zstd":
             reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True,
-                                                                read_size=COPY_BUFFER)
+                                                                read_size=CHUNK_SIZE)
             mode = "r|"
         else:
             reader = stream
             mode = {"gzip": "r|gz", "none": "r|"}[compression]
         written: set[str] = set()
         try:
-            with tarfile.open(fileobj=reader, mode=mode, bufsize=COPY_BUFFER) as tar:
+            with tarfile.open(fileobj=reader, mode=mode, bufsize=CHUNK_SIZE) as tar:
                 for member in tar:
                     self._entry(tar, member, written)
                     self.report.entries += 1
@@ -237,7 +229,7 @@ class LayerApplier:
         source = tar.extractfile(member)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source, out, COPY_BUFFER)
+            shutil.copyfileobj(source, out, CHUNK_SIZE)
 
     def _hardlink(self, member: tarfile.TarInfo, path: Path) -> None:
         target_rel = clean_name(member.linkname)

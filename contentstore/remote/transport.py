@@ -14,15 +14,14 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from . import __version__
-from .errors import (Denied, RegistryError, RegistryUnreachable, RemoteNotFound,
+from contentstore.version import __version__
+from contentstore.errors import (Denied, RegistryError, RegistryUnreachable, RemoteNotFound,
                      TooManyRequests, Unauthorized)
 
 USER_AGENT = f"contentstore/{__version__} python-requests/{requests.__version__}"
 
 #: (connect, read) seconds: a registry that stops sending for this long has failed.
 TIMEOUT = (15, 60)
-CHUNK_SIZE = 1 << 20
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import requests
 
-from .credentials import Credentials
-from .errors import RegistryError, Unauthorized
-from .transport import TIMEOUT, error_codes, unreachable
+from contentstore.remote.credentials import Credentials
+from contentstore.errors import RegistryError, Unauthorized
+from contentstore.remote.transport import TIMEOUT, error_codes, unreachable
 
 _PARAM = re.compile(r'([\w.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s"]*))')
 _CHALLENGE = re.compile(

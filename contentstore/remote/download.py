@@ -19,14 +19,14 @@ from dataclasses import dataclass
 import requests
 from urllib3.exceptions import MaxRetryError
 
-from .compression import DiffIDHasher, diff_id_of
-from .content import BlobInfo
-from .digest import Digest
-from .errors import DigestMismatch, RegistryUnreachable
-from .manifest import Descriptor
-from .progress import ProgressEvent
-from .registry import RegistryClient, iter_body
-from .transport import retry_policy
+from contentstore.image.compression import DiffIDHasher, diff_id_of
+from contentstore.local.content import BlobInfo
+from contentstore.model.digest import Digest
+from contentstore.errors import Cancelled, DigestMismatch, RegistryUnreachable
+from contentstore.model.manifest import Descriptor
+from contentstore.progress import ProgressEvent
+from contentstore.remote.client import RegistryClient, iter_body
+from contentstore.remote.transport import retry_policy
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,6 @@ def short_id(digest: str) -> str:
     return Digest(digest).hex[:12]
 
 
-class Cancelled(Exception):
-    """Another part of the pull failed; this download stopped (its bytes are kept)."""
-
-
 def download(client: RegistryClient, repository: str, store, descriptor: Descriptor,
              compression: str | None = None, progress=None, attempts: int = ATTEMPTS,
              cancel: threading.Event | None = None) -> Downloaded:
@@ -64,7 +60,7 @@ def download(client: RegistryClient, repository: str, store, descriptor: Descrip
     retry = retry_policy(total=attempts, other=attempts)
     while True:
         if cancel is not None and cancel.is_set():
-            raise Cancelled(descriptor.digest)
+            raise Cancelled(f"download of {descriptor.digest} stopped: another part of the pull failed")
         if store.exists(descriptor.digest):
             return Downloaded(BlobInfo(descriptor.digest, store.size(descriptor.digest)),
                               _diff_id_from_store(store, descriptor.digest, compression), False)
@@ -85,7 +81,7 @@ def download(client: RegistryClient, repository: str, store, descriptor: Descrip
                     reported = -PROGRESS_STEP
                     for chunk in iter_body(response):
                         if cancel is not None and cancel.is_set():
-                            raise Cancelled(descriptor.digest)
+                            raise Cancelled(f"download of {descriptor.digest} stopped: another part of the pull failed")
                         writer.write(chunk)
                         if hasher:
                             hasher.update(chunk)

@@ -24,20 +24,17 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import digest as digests
-from . import mediatypes as mt
-from .compression import CHUNK_SIZE, DiffIDHasher, decompressor
-from .digest import Digest, is_valid
-from .errors import ContentStoreError, DigestMismatch, InvalidManifest, VerificationError
-from .gc import reachable
-from .manifest import MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, ImageManifest, ManifestIndex
-from .reference import Reference
+from contentstore.model import digest as digests
+from contentstore.model import mediatypes as mt
+from contentstore.image.compression import DiffIDHasher, decompressor
+from contentstore.model.limits import CHUNK_SIZE
+from contentstore.model.digest import Digest, is_valid
+from contentstore.errors import ArchiveError, DigestMismatch, InvalidManifest, VerificationError
+from contentstore.local.maintenance import reachable
+from contentstore.model.manifest import MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, ImageManifest, ManifestIndex
+from contentstore.model.reference import Reference
 
 OCI_LAYOUT = json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode()
-
-
-class ArchiveError(ContentStoreError):
-    """A file is not an OCI archive or docker-archive, or is inconsistent."""
 
 
 @dataclass(frozen=True)

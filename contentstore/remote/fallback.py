@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-from .endpoint import Endpoint
-from .errors import ContentStoreError, NotV2Registry, RegistryUnreachable
-from .reference import DEFAULT_REGISTRY, Reference
+from contentstore.model.endpoint import Endpoint
+from contentstore.errors import ContentStoreError, NotV2Registry, RegistryUnreachable
+from contentstore.model.reference import DEFAULT_REGISTRY, Reference
 
 #: Where Docker Hub's registry API actually lives.
 DOCKER_HUB_API = "https://registry-1.docker.io"
@@ -50,7 +50,7 @@ def moves_on(plugins, endpoint: Endpoint, error: Exception, confirmed_v2: bool) 
 def registry_itself(reference: Reference, config, plugins, credentials_for) -> Iterator:
     """A pinged client for the registry itself (no mirrors: for push and login), trying
     its endpoints in order; closed when the block ends."""
-    from .registry import RegistryClient
+    from contentstore.remote.client import RegistryClient
 
     candidates = [e for e in endpoints(reference, config, plugins) if not e.mirror]
     for position, endpoint in enumerate(candidates):

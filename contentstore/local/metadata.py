@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .digest import Digest
+from contentstore.model.digest import Digest
 
 GC_REF_LABEL_PREFIX = "contentstore.gc.ref."
 

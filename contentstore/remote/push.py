@@ -17,19 +17,19 @@ from dataclasses import dataclass
 
 from urllib3.exceptions import MaxRetryError
 
-from . import fallback
-from .auth import scope_for
-from .credentials import CredentialStore
-from .digest import Digest
-from .download import short_id
-from .errors import (BlobNotFound, DigestMismatch, InvalidReference, RegistryError,
+from contentstore.remote import fallback
+from contentstore.remote.auth import scope_for
+from contentstore.remote.credentials import CredentialStore
+from contentstore.model.digest import Digest
+from contentstore.remote.download import short_id
+from contentstore.errors import (BlobNotFound, DigestMismatch, InvalidReference, RegistryError,
                      RegistryUnreachable)
-from .manifest import MAX_MANIFEST_SIZE, Descriptor, ImageManifest, Manifest, ManifestIndex
-from .progress import ProgressCallback, ProgressEvent, quiet
-from .pull import ORIGINAL_LABEL
-from .reference import Reference
-from .registry import RegistryClient
-from .transport import retry_policy
+from contentstore.model.manifest import MAX_MANIFEST_SIZE, Descriptor, ImageManifest, Manifest, ManifestIndex
+from contentstore.progress import ProgressCallback, ProgressEvent, quiet
+from contentstore.remote.pull import ORIGINAL_LABEL
+from contentstore.model.reference import Reference
+from contentstore.remote.client import RegistryClient
+from contentstore.remote.transport import retry_policy
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,14 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
-from .auth import Authenticator, scope_for
-from .credentials import Credentials
-from .digest import Digest
-from .endpoint import Endpoint
-from .errors import (ManifestTooLarge, NotV2Registry, RegistryError, Unauthorized)
-from .manifest import MAX_MANIFEST_SIZE
-from .transport import (CHUNK_SIZE, TIMEOUT, make_session, raise_for_status,
+from contentstore.remote.auth import Authenticator, scope_for
+from contentstore.remote.credentials import Credentials
+from contentstore.model.digest import Digest
+from contentstore.model.endpoint import Endpoint
+from contentstore.errors import (ManifestTooLarge, NotV2Registry, RegistryError, Unauthorized)
+from contentstore.model.manifest import MAX_MANIFEST_SIZE
+from contentstore.model.limits import CHUNK_SIZE
+from contentstore.remote.transport import (TIMEOUT, make_session, raise_for_status,
                         unreachable)
 
 PING_RETRIES = 1

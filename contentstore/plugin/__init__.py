@@ -15,12 +15,12 @@ A complete plugin, registered by its distribution's ``setup.cfg``::
             return True
 
 The hooks are specified, with what each argument and return value means, in
-:mod:`contentstore.hookspecs`.
+:mod:`contentstore.plugin.spec`.
 """
 
 import pluggy
 
-from .hookspecs import hookspec
+from contentstore.plugin.spec import hookspec
 
 PROJECT_NAME = "contentstore"
 ENTRY_POINT_GROUP = "contentstore"

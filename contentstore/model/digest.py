@@ -11,7 +11,8 @@ import hashlib
 import re
 from typing import BinaryIO
 
-from .errors import InvalidDigest
+from contentstore.errors import InvalidDigest
+from contentstore.model.limits import CHUNK_SIZE
 
 #: algorithm -> length of its hex encoding
 ALGORITHMS = {"sha256": 64, "sha512": 128}
@@ -89,14 +90,11 @@ def of_bytes(data: bytes, algorithm: str = CANONICAL) -> Digest:
     return from_hasher(hasher)
 
 
-CHUNK = 1 << 20
-
-
 def of_file(fileobj: BinaryIO, algorithm: str = CANONICAL) -> tuple[Digest, int]:
     """Hash a file object from its current position to its end; return digest and size."""
     hasher = new_hasher(algorithm)
     size = 0
-    buffer = bytearray(CHUNK)
+    buffer = bytearray(CHUNK_SIZE)
     view = memoryview(buffer)
     while n := fileobj.readinto(buffer):
         hasher.update(view[:n])
