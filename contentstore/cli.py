@@ -122,7 +122,7 @@ def cmd_login(ctx: Context) -> int:
         if not sys.stdin.isatty() or ctx.args.password_stdin:
             raise UsageError("give the username with -u/--username")
         username = input("Username: ")
-    where = login.login(ctx.store, ctx.args.registry, username, password)
+    where = login.login(ctx.args.registry, username, password, ctx.store.config, ctx.store.plugins)
     ctx.info(f"Credentials saved in {where}")
     ctx.out("Login Succeeded")
     return 0

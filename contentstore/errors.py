@@ -62,6 +62,10 @@ class PlatformNotFound(NotFound):
     """An index offers no manifest for the wanted platform."""
 
 
+class CredentialsNotFound(NotFound):
+    """A Docker credential helper holds no credentials for a registry."""
+
+
 # -- verification ------------------------------------------------------------------------
 
 
@@ -142,7 +146,11 @@ class RegistryError(ContentStoreError):
     :ivar status: the HTTP status, or ``None`` when no answer came.
     :ivar codes: the OCI error codes of the answer (``MANIFEST_UNKNOWN``, ``DENIED`` …).
     :ivar url: the URL asked.
+    :cvar endpoint_unusable: the endpoint itself failed (no answer, or not a v2 registry),
+        so another endpoint of the same registry may still serve the request.
     """
+
+    endpoint_unusable = False
 
     def __init__(self, message: str, status: int | None = None, codes: tuple[str, ...] = (),
                  url: str | None = None):
@@ -154,6 +162,8 @@ class RegistryError(ContentStoreError):
 
 class RegistryUnreachable(RegistryError):
     """No HTTP answer came: connection refused or cut, TLS failure, timeout."""
+
+    endpoint_unusable = True
 
 
 class Unauthorized(RegistryError):
@@ -174,6 +184,8 @@ class TooManyRequests(RegistryError):
 
 class NotV2Registry(RegistryError):
     """The endpoint does not speak the registry v2 API."""
+
+    endpoint_unusable = True
 
 
 class ManifestTooLarge(RegistryError):

@@ -1,8 +1,9 @@
 """``Store``: the Python API over one store root (an OCI image layout plus metadata).
 
-It composes small parts: :mod:`.content` (blobs and ingests), :mod:`.layout`
-(``index.json`` references), :mod:`.metadata` (diffIDs, labels), :mod:`.gc`, and the
-plugins that read manifests. It holds no HTTP, parsing or file-format logic of its own.
+It composes the local store's parts (:mod:`contentstore.local`: blobs and ingests,
+``index.json`` references, metadata, leases, manifests read through the plugins) and
+hands each operation (pull, push, gc, archives, unpack) only the parts it needs. It
+holds no HTTP, parsing or file-format logic of its own.
 """
 
 from __future__ import annotations
@@ -11,20 +12,22 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, ContextManager
 
 import platformdirs
 
-from contentstore.local import maintenance as _gc
+from contentstore.local import maintenance
 from contentstore import config as configuration
 from contentstore.plugin import manager as pluginmanager
 from contentstore.local.content import BlobInfo, ContentStore, IngestWriter
 from contentstore.model.digest import Digest, is_valid
-from contentstore.errors import BlobNotFound, ContentStoreError, InvalidManifest, InvalidReference, ReferenceNotFound
-from contentstore.local.fsutil import FileLock
+from contentstore.errors import ArchiveError, BlobNotFound, ContentStoreError, InvalidManifest, InvalidReference, ReferenceNotFound
 from contentstore.local.layout import Layout
-from contentstore.model.manifest import (MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, ImageManifest,
-                       Manifest, ManifestIndex, load_json)
+from contentstore.local.leases import Leases
+from contentstore.local.manifests import Manifests
+from contentstore.model.imageconfig import ImageConfig
+from contentstore.model.limits import MAX_MANIFEST_SIZE
+from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor, ImageManifest, Manifest, ManifestIndex
 from contentstore.local.metadata import Metadata
 from contentstore.model.platform import Platform
 from contentstore.progress import ProgressCallback
@@ -79,7 +82,9 @@ class Store:
         self.content = ContentStore(self.root, self.state_dir)
         self.layout = Layout(self.root, self.state_dir)
         self.metadata = Metadata(self.state_dir / "metadata.db")
+        self.leases = Leases(self.state_dir)
         self.plugins = plugins if plugins is not None else pluginmanager.create()
+        self.manifests = Manifests(self.content, self.plugins, self.metadata)
         self._config = config
 
     @property
@@ -130,17 +135,11 @@ class Store:
         """Read and parse a stored manifest or index through the format plugins."""
         if not isinstance(descriptor, Descriptor):
             descriptor = self.descriptor(descriptor)
-        data = self.content.read(descriptor.digest, MAX_MANIFEST_SIZE)
-        return self.plugins.parse_manifest(descriptor.media_type or None, data)
+        return self.manifests.read(descriptor)
 
     def descriptor(self, digest: str) -> Descriptor:
         """A descriptor for a stored blob, its media type detected from its bytes."""
-        digest = Digest(digest)
-        size = self.content.size(digest)
-        media_type = ""
-        if size <= MAX_MANIFEST_SIZE:
-            media_type = self.plugins.detect_media_type(self.content.read(digest)) or ""
-        return Descriptor(media_type or "application/octet-stream", digest, size)
+        return self.manifests.descriptor(digest)
 
     # -- references ----------------------------------------------------------------------
 
@@ -223,12 +222,7 @@ class Store:
 
     def _image(self, name: str | None, descriptor: Descriptor, wanted: Platform | None,
                strict: bool) -> Image:
-        image = Image(name, descriptor.digest, descriptor.media_type)
-        image.size = sum(
-            self.content.size(d.digest)
-            for d in _gc.reachable(self, [descriptor], strict=False)
-            if self.content.exists(d.digest)
-        )
+        image = Image(name, descriptor.digest, descriptor.media_type, size=self._size(descriptor))
         if not self.content.exists(descriptor.digest):
             if strict:
                 raise BlobNotFound(descriptor.digest)
@@ -242,6 +236,11 @@ class Store:
             image.layers = list(manifest.layers)
             image.platform = chosen.platform or self._config_platform(manifest)
         return image
+
+    def _size(self, descriptor: Descriptor) -> int:
+        """Bytes of every stored blob ``descriptor`` reaches."""
+        return sum(self.content.size(d.digest) for d in self.manifests.reachable([descriptor], strict=False)
+                   if self.content.exists(d.digest))
 
     def _select(self, descriptor: Descriptor, top: Manifest, wanted: Platform | None,
                 strict: bool) -> tuple[Descriptor, Manifest | None]:
@@ -261,15 +260,17 @@ class Store:
         return (present[0], self.manifest(present[0])) if present else (descriptor, None)
 
     def _config_platform(self, manifest: ImageManifest) -> Platform | None:
+        config = self._image_config(manifest)
+        return config.platform if config else None
+
+    def _image_config(self, manifest: ImageManifest) -> ImageConfig | None:
+        """The parsed image config, or ``None`` when absent or not an image config."""
         if manifest.config is None or not self.content.exists(manifest.config.digest):
             return None
         try:
-            config = load_json(self.content.read(manifest.config.digest, MAX_MANIFEST_SIZE), "image config")
+            return ImageConfig.parse(self.content.read(manifest.config.digest, MAX_MANIFEST_SIZE))
         except InvalidManifest:
             return None
-        if config.get("os") and config.get("architecture"):
-            return Platform.from_json(config)
-        return None
 
     def inspect(self, ref: str, platform: str | None = None) -> dict:
         """A JSON-able summary: digest, media type, platform, config, layers (and the
@@ -315,18 +316,32 @@ class Store:
         from contentstore.remote.pull import Puller
 
         wanted = Platform.parse(platform) if isinstance(platform, str) else platform
-        results = Puller(self, self.config, progress).pull(
-            ref, platform=wanted, all_platforms=all_platforms, all_tags=all_tags)
-        images = [self._image(str(r.reference), r.descriptor, wanted, strict=not all_platforms or bool(wanted))
-                  for r in results]
+        puller = Puller(self.content, self.layout, self.metadata, self.manifests, self.plugins, self.leases,
+                        self.config, progress)
+        results = puller.pull(ref, platform=wanted, all_platforms=all_platforms, all_tags=all_tags)
+        images = [self._pulled_image(result) for result in results]
         return images if all_tags else images[0]
+
+    def _pulled_image(self, result) -> Image:
+        """The :class:`Image` of a pull, from what the pull parsed (nothing read twice)."""
+        image = Image(str(result.reference), result.descriptor.digest, result.manifest.media_type,
+                      size=self._size(result.descriptor))
+        pulled = result.image
+        if pulled is not None:
+            image.manifest = pulled.descriptor
+            image.config = pulled.manifest.config
+            image.layers = list(pulled.manifest.layers)
+            image.platform = pulled.descriptor.platform or (pulled.config.platform if pulled.config else None)
+        return image
 
     def push(self, src: str, dest: str | None = None, progress: ProgressCallback | None = None):
         """Push the local image ``src`` (an index with its children) to ``dest`` (default:
         where ``src`` names). Returns a :class:`~contentstore.push.PushResult`."""
         from contentstore.remote.push import Pusher
 
-        return Pusher(self, self.config, progress).push(src, dest)
+        pusher = Pusher(self.content, self.metadata, self.manifests, self.plugins, self.leases, self.config,
+                        progress)
+        return pusher.push(src, self.resolve(src), dest)
 
     def copy(self, src: str, dest: str, progress: ProgressCallback | None = None):
         """Registry to registry through the store (every platform), as ``skopeo copy``."""
@@ -362,39 +377,41 @@ class Store:
         from contentstore.image import archive
 
         if format == "oci":
-            archive.export_oci(self, ref, Path(path))
+            top = self.resolve(ref)
+            name = top.annotations.get(REF_NAME_ANNOTATION) or ref
+            archive.export_oci(top, name, Path(path), self.content, self.manifests, self.plugins)
         elif format == "docker":
-            archive.export_docker(self, ref, Path(path), platform=platform)
+            image = self.image(ref, platform=platform)
+            if image.config is None:
+                raise ArchiveError(f"{ref} has no image config to export")
+            config = ImageConfig.parse(self.content.read(image.config.digest, MAX_MANIFEST_SIZE))
+            archive.export_docker(image.reference, config, image.config.digest, image.layers, Path(path),
+                                  self.content, self.plugins)
         else:
             raise ValueError(f"unknown export format {format!r}: oci or docker")
 
     def import_archive(self, path: str | os.PathLike):
         """Load an OCI archive or a docker-archive, verifying every blob; returns the
-        :class:`~contentstore.archive.ImportedImage` list."""
+        :class:`~contentstore.image.archive.ImportedImage` list."""
         from contentstore.image import archive
 
-        return archive.import_archive(self, Path(path))
+        return archive.import_archive(Path(path), self.content, self.layout, self.manifests, self.plugins,
+                                      self.leases)
 
     # -- maintenance ---------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def lease(self) -> Iterator[None]:
+    def lease(self) -> ContextManager[None]:
         """Hold off :meth:`gc` while a multi-step write (blobs, then a tag) is under way."""
-        with FileLock(self.state_dir / "gc.lock", shared=True):
-            yield
+        return self.leases.lease()
 
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with FileLock(self.state_dir / "gc.lock"):
-            yield
+    def gc(self, dry_run: bool = False) -> maintenance.GcReport:
+        """Delete every blob no reference reaches (and stale ingests)."""
+        return maintenance.collect(self.content, self.layout, self.manifests, self.metadata, self.leases,
+                                   dry_run=dry_run)
 
-    def gc(self, dry_run: bool = False) -> _gc.GcReport:
-        """Delete every blob no reference reaches (and stale ingests); see :mod:`.gc`."""
-        return _gc.collect(self, dry_run=dry_run)
-
-    def verify(self) -> _gc.VerifyReport:
+    def verify(self) -> maintenance.VerifyReport:
         """Rehash every blob; the report lists corrupt blobs and references to missing ones."""
-        return _gc.verify(self)
+        return maintenance.verify(self.content, self.layout)
 
     def set_label(self, digest: str, key: str, value: str | None) -> None:
         self.metadata.set_label(digest, key, value)

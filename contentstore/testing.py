@@ -73,18 +73,16 @@ def stop_process(process: subprocess.Popen) -> None:
 
 
 @dataclass
-class Registry:
-    """A running ``docker-registry`` on ``127.0.0.1:<port>``, plain HTTP."""
+class Server:
+    """A process a test started, listening on ``host_ip:port``; stopped by its PID."""
 
-    directory: Path
     port: int
     process: subprocess.Popen
-    auth: dict | None = None
-    extra: dict = field(default_factory=dict)
+    host_ip: str = "127.0.0.1"
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host_ip}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -92,6 +90,15 @@ class Registry:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+
+@dataclass
+class Registry(Server):
+    """A running ``docker-registry`` on ``127.0.0.1:<port>``, plain HTTP."""
+
+    directory: Path = field(kw_only=True)
+    auth: dict | None = field(default=None, kw_only=True)
+    extra: dict = field(default_factory=dict, kw_only=True)
 
     @property
     def log(self) -> str:
@@ -157,7 +164,7 @@ def start_registry(directory: Path, auth: dict | None = None, schema1: bool = Fa
         log.close()
         try:
             wait_for_http(f"http://127.0.0.1:{port}/v2/", process)
-            return Registry(directory, port, process, auth, extra or {})
+            return Registry(port, process, directory=directory, auth=auth, extra=extra or {})
         except RuntimeError as exc:
             stop_process(process)
             last_error = exc

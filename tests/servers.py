@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from contentstore import Store
-from contentstore.testing import stop_process
+from contentstore.testing import Server, stop_process
 
 HERE = Path(__file__).parent
 
@@ -30,18 +30,8 @@ def _start_script(script: str, *args: str) -> tuple[subprocess.Popen, int]:
 
 
 @dataclass
-class Proxy:
-    host_ip: str
-    port: int
-    process: subprocess.Popen
-
-    @property
-    def host(self) -> str:
-        return f"{self.host_ip}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
+class Proxy(Server):
+    """The fault proxy (faultproxy.py) in front of a registry."""
 
     def faults(self, *rules: dict) -> None:
         requests.post(f"{self.url}/__faults__", data=json.dumps(list(rules)), timeout=10).raise_for_status()
@@ -65,12 +55,12 @@ def proxy_factory():
         if upstream_auth:
             args += ["--upstream-auth", upstream_auth]
         process, port = _start_script("faultproxy.py", *args)
-        started.append(process)
-        return Proxy(host, port, process)
+        started.append(Proxy(port, process, host))
+        return started[-1]
 
     yield start
-    for process in started:
-        stop_process(process)
+    for proxy in started:
+        proxy.stop()
 
 
 # -- auth --------------------------------------------------------------------------------------
@@ -93,9 +83,14 @@ def htpasswd_registry(registry_factory, tmp_path):
 
 @dataclass
 class TokenRegistry:
+    """A registry in ``auth: token`` mode and the token server (tokenserver.py) it trusts."""
+
     registry: object
-    token_url: str
-    process: subprocess.Popen
+    server: Server
+
+    @property
+    def token_url(self) -> str:
+        return self.server.url
 
     def log(self) -> list[dict]:
         return requests.get(f"{self.token_url}/__log__", timeout=10).json()
@@ -122,14 +117,15 @@ def token_registry(registry_factory, tmp_path):
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     process, port = _start_script("tokenserver.py", "--key", str(key_path), "--cert", str(cert_path),
                                   "--user", f"{USER}:{PASSWORD}", "--issuer", "contentstore-test-issuer")
-    token_url = f"http://127.0.0.1:{port}"
+    server = Server(port, process)
+    token_url = server.url
     try:
         reg = registry_factory(auth={"token": {
             "realm": f"{token_url}/token", "service": "contentstore-test-registry",
             "issuer": "contentstore-test-issuer", "rootcertbundle": str(cert_path)}})
-        yield TokenRegistry(reg, token_url, process)
+        yield TokenRegistry(reg, server)
     finally:
-        stop_process(process)
+        server.stop()
 
 
 # -- images --------------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def _client(reg, endpoint_url=None):
     from contentstore.model.endpoint import Endpoint
     from contentstore.remote.client import RegistryClient
     return RegistryClient(Endpoint(endpoint_url or reg.url, reg.host), Credentials(USER, PASSWORD),
-                          pluginmanager.create())
+                          pluginmanager.create().accept_header())
 
 
 def test_token_refused_by_the_registry_is_renewed(token_registry, proxy_factory, source):

@@ -24,15 +24,20 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from contentstore.errors import ArchiveError, DigestMismatch, InvalidManifest, VerificationError
+from contentstore.image.compression import DiffIDHasher, decompressor
+from contentstore.local.fsutil import atomic_file
+from contentstore.local.interfaces import BlobReader, BlobStore, ReferenceIndex
+from contentstore.local.leases import Leases
+from contentstore.local.manifests import Manifests
 from contentstore.model import digest as digests
 from contentstore.model import mediatypes as mt
-from contentstore.image.compression import DiffIDHasher, decompressor
-from contentstore.model.limits import CHUNK_SIZE
 from contentstore.model.digest import Digest, is_valid
-from contentstore.errors import ArchiveError, DigestMismatch, InvalidManifest, VerificationError
-from contentstore.local.maintenance import reachable
-from contentstore.model.manifest import MAX_MANIFEST_SIZE, REF_NAME_ANNOTATION, Descriptor, ImageManifest, ManifestIndex
+from contentstore.model.imageconfig import ImageConfig
+from contentstore.model.limits import CHUNK_SIZE, MAX_MANIFEST_SIZE
+from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor, ImageManifest, ManifestIndex
 from contentstore.model.reference import Reference
+from contentstore.plugin.manager import Plugins
 
 OCI_LAYOUT = json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode()
 
@@ -52,20 +57,20 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _add_blob(tar: tarfile.TarFile, store, digest: Digest, name: str) -> None:
+def _add_blob(tar: tarfile.TarFile, blobs: BlobReader, digest: Digest, name: str) -> None:
     info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = store.size(digest), 0o444, 0
-    with store.open(digest) as blob:
+    info.size, info.mode, info.mtime = blobs.size(digest), 0o444, 0
+    with blobs.open(digest) as blob:
         tar.addfile(info, blob)
 
 
-def export_oci(store, ref: str, path: Path) -> Descriptor:
-    """Write ``ref`` as an OCI archive at ``path``; return the archived top descriptor."""
-    top = store.resolve(ref)
-    name = top.annotations.get(REF_NAME_ANNOTATION) or ref
-    converter = _OciConverter(store)
+def export_oci(top: Descriptor, name: str, path: Path, blobs: BlobReader, manifests: Manifests,
+               plugins: Plugins) -> Descriptor:
+    """Write the image ``top`` names as an OCI archive at ``path``, its ``index.json`` entry
+    named ``name``; return the archived top descriptor."""
+    converter = _OciConverter(blobs, manifests, plugins)
     new_top = converter.convert(top)
-    with _atomic_output(path) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with atomic_file(path) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, "oci-layout", OCI_LAYOUT)
         entry = new_top.with_annotations(**{REF_NAME_ANNOTATION: name}).to_json()
         index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [entry]}
@@ -74,11 +79,11 @@ def export_oci(store, ref: str, path: Path) -> Descriptor:
         for digest, data in converter.rewritten.items():
             _add_bytes(tar, _blob_name(digest), data)
             written.add(digest)
-        for descriptor in reachable(store, [top], strict=False):
+        for descriptor in manifests.reachable([top], strict=False):
             if descriptor.digest in written or descriptor.digest in converter.replaced:
                 continue
-            if store.exists(descriptor.digest):
-                _add_blob(tar, store, descriptor.digest, _blob_name(descriptor.digest))
+            if blobs.exists(descriptor.digest):
+                _add_blob(tar, blobs, descriptor.digest, _blob_name(descriptor.digest))
                 written.add(descriptor.digest)
     return new_top
 
@@ -91,16 +96,17 @@ def _blob_name(digest: str) -> str:
 class _OciConverter:
     """Rewrites manifests and indexes with OCI media types; new bytes, new digests."""
 
-    def __init__(self, store):
-        self.store = store
-        self.plugins = store.plugins
+    def __init__(self, blobs: BlobReader, manifests: Manifests, plugins: Plugins):
+        self.blobs = blobs
+        self.manifests = manifests
+        self.plugins = plugins
         self.rewritten: dict[str, bytes] = {}  # new digest -> bytes
         self.replaced: set[str] = set()         # old digests no longer referenced
 
     def convert(self, descriptor: Descriptor) -> Descriptor:
-        if not self.store.exists(descriptor.digest):
+        if not self.blobs.exists(descriptor.digest):
             return descriptor  # a platform that was not pulled: left as the index says
-        manifest = self.store.manifest(descriptor)
+        manifest = self.manifests.read(descriptor)
         oci_type = self.plugins.oci_media_type(manifest.media_type)
         if isinstance(manifest, ManifestIndex):
             children = [self.convert(child) for child in manifest.manifests]
@@ -126,46 +132,42 @@ class _OciConverter:
         return dict(descriptor, mediaType=self.plugins.oci_media_type(descriptor.get("mediaType", "")))
 
 
-def export_docker(store, ref: str, path: Path, platform=None) -> None:
-    """Write ``ref`` (one platform of it) as a docker-archive at ``path``."""
-    image = store.image(ref, platform=platform)
-    if image.config is None:
-        raise ArchiveError(f"{ref} has no image config to export")
-    config = store.content.read(image.config.digest, MAX_MANIFEST_SIZE)
-    try:
-        diff_ids = json.loads(config)["rootfs"]["diff_ids"]
-    except (ValueError, KeyError, TypeError):
-        raise ArchiveError(f"{ref}: the config has no rootfs.diff_ids; not an image") from None
-    if len(diff_ids) != len(image.layers):
-        raise VerificationError(f"{ref}: layers from manifest don't match image configuration")
+def export_docker(name: str | None, config: ImageConfig, config_digest: Digest, layers: list[Descriptor],
+                  path: Path, blobs: BlobReader, plugins: Plugins) -> None:
+    """Write one image (its config and layers) as a docker-archive at ``path``, tagged
+    ``name`` when that is a tag reference."""
+    diff_ids = config.diff_ids
+    if diff_ids is None:
+        raise ArchiveError(f"{name or config_digest}: the config has no rootfs.diff_ids; not an image")
+    if len(diff_ids) != len(layers):
+        raise VerificationError(f"{name or config_digest}: layers from manifest don't match image configuration")
     tags = []
-    if image.reference and is_reference(image.reference):
-        parsed = Reference.parse(image.reference)
-        if parsed.tag and not parsed.digest:
-            tags.append(parsed.familiar())
-    with _atomic_output(path) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        config_name = f"{image.config.digest.hex}.json"
-        _add_bytes(tar, config_name, config)
+    parsed = _parse_reference(name) if name else None
+    if parsed and parsed.tag and not parsed.digest:
+        tags.append(parsed.familiar())
+    with atomic_file(path) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        config_name = f"{config_digest.hex}.json"
+        _add_bytes(tar, config_name, config.raw)
         layer_names = []
-        for layer, diff_id in zip(image.layers, diff_ids):
-            name = f"{Digest(diff_id).hex}/layer.tar"
-            if name not in layer_names:
-                _add_layer_tar(store, tar, layer, Digest(diff_id), name)
-            layer_names.append(name)
+        for layer, diff_id in zip(layers, diff_ids):
+            layer_name = f"{diff_id.hex}/layer.tar"
+            if layer_name not in layer_names:
+                _add_layer_tar(tar, blobs, layer, plugins.layer_compression(layer.media_type), diff_id,
+                               layer_name)
+            layer_names.append(layer_name)
         manifest = [{"Config": config_name, "RepoTags": tags, "Layers": layer_names}]
         _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
         if tags:
-            parsed = Reference.parse(image.reference)
-            repositories = {parsed.familiar_name: {parsed.tag: Digest(diff_ids[-1]).hex if diff_ids else ""}}
+            repositories = {parsed.familiar_name: {parsed.tag: diff_ids[-1].hex if diff_ids else ""}}
             _add_bytes(tar, "repositories", json.dumps(repositories).encode())
 
 
-def _add_layer_tar(store, tar: tarfile.TarFile, layer: Descriptor, diff_id: Digest, name: str) -> None:
+def _add_layer_tar(tar: tarfile.TarFile, blobs: BlobReader, layer: Descriptor, compression: str,
+                   diff_id: Digest, name: str) -> None:
     """Decompress a layer into a temporary file (a tar header needs its size), check its
     diffID, and add it."""
-    compression = store.plugins.layer_compression(layer.media_type)
     hasher = DiffIDHasher("none")
-    with tempfile.TemporaryFile() as spool, store.open(layer.digest) as blob:
+    with tempfile.TemporaryFile() as spool, blobs.open(layer.digest) as blob:
         inflate = decompressor(compression)
         while chunk := blob.read(CHUNK_SIZE):
             data = inflate.decompress(chunk)
@@ -182,50 +184,29 @@ def _add_layer_tar(store, tar: tarfile.TarFile, layer: Descriptor, diff_id: Dige
         tar.addfile(info, spool)
 
 
-class _atomic_output:
-    """A file written beside ``path`` and renamed into place only when complete."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        self.file = os.fdopen(fd, "wb")
-        return self.file
-
-    def __exit__(self, kind, value, traceback):
-        self.file.close()
-        if kind is None:
-            os.chmod(self.tmp, 0o644)
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
-
-
-def is_reference(text: str) -> bool:
+def _parse_reference(text: str) -> Reference | None:
     try:
-        Reference.parse(text)
+        return Reference.parse(text)
     except ValueError:
-        return False
-    return True
+        return None
 
 
 # -- import ------------------------------------------------------------------------------------
 
 
-def import_archive(store, path: Path) -> list[ImportedImage]:
+def import_archive(path: Path, blobs: BlobStore, references: ReferenceIndex, manifests: Manifests,
+                   plugins: Plugins, leases: Leases) -> list[ImportedImage]:
     """Load an OCI archive or a docker-archive; return the images (and names) loaded."""
     try:
         tar = tarfile.open(path, mode="r:*")
     except (tarfile.TarError, OSError) as exc:
         raise ArchiveError(f"{path}: not a tar archive ({exc})") from None
-    with tar, store.lease():
+    with tar, leases.lease():
         names = {_normal(m.name): m for m in tar.getmembers()}
         if "manifest.json" in names:
-            return _import_docker(store, tar, names, path)
+            return _import_docker(blobs, references, tar, names, path)
         if "index.json" in names and "oci-layout" in names:
-            return _import_oci(store, tar, names, path)
+            return _import_oci(blobs, references, manifests, plugins, tar, names, path)
         raise ArchiveError(f"{path}: neither an OCI archive (oci-layout, index.json) nor a "
                            f"docker-archive (manifest.json)")
 
@@ -240,43 +221,45 @@ def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int = MAX
     return tar.extractfile(member).read()
 
 
-def _import_oci(store, tar, names, path) -> list[ImportedImage]:
+def _import_oci(blobs: BlobStore, references: ReferenceIndex, manifests: Manifests, plugins: Plugins,
+                tar, names, path) -> list[ImportedImage]:
     for name, member in names.items():
         parts = name.split("/")
         if len(parts) == 3 and parts[0] == "blobs" and member.isfile():
             digest = f"{parts[1]}:{parts[2]}"
             if not is_valid(digest):
                 raise ArchiveError(f"{path}: {name} is not named by a valid digest")
-            store.content.put(tar.extractfile(member), expected=digest, size=member.size)
+            blobs.put(tar.extractfile(member), expected=digest, size=member.size)
     try:
         index = json.loads(_read_member(tar, names["index.json"]))
         entries = [Descriptor.from_json(e, "index.json entry") for e in index.get("manifests", [])]
     except (ValueError, AttributeError) as exc:
         raise ArchiveError(f"{path}: index.json is not valid: {exc}") from None
     for entry in entries:
-        _check_complete(store, entry, path)
+        _check_complete(blobs, manifests, plugins, entry, path)
     loaded = []
     for entry in entries:
         name = entry.annotations.get(REF_NAME_ANNOTATION)
         local = _local_name(name) if name else None
         if local:
-            store.layout.tag(local, Descriptor(entry.media_type, entry.digest, entry.size, entry.platform))
+            references.tag(local, Descriptor(entry.media_type, entry.digest, entry.size, entry.platform))
         loaded.append(ImportedImage(local, entry.digest))
     return loaded
 
 
-def _check_complete(store, entry: Descriptor, path) -> None:
+def _check_complete(blobs: BlobReader, manifests: Manifests, plugins: Plugins, entry: Descriptor,
+                    path) -> None:
     """The archive must hold the entry and, for every image manifest it holds, that
     image's config and layers (an index may name platforms it does not carry)."""
-    if not store.exists(entry.digest):
+    if not blobs.exists(entry.digest):
         raise ArchiveError(f"{path}: the archive lacks {entry.digest}, which index.json names")
-    for descriptor in reachable(store, [entry], strict=True):
-        if not store.exists(descriptor.digest) or not store.plugins.is_manifest_type(descriptor.media_type):
+    for descriptor in manifests.reachable([entry], strict=True):
+        if not blobs.exists(descriptor.digest) or not plugins.is_manifest_type(descriptor.media_type):
             continue
-        manifest = store.manifest(descriptor)
+        manifest = manifests.read(descriptor)
         if isinstance(manifest, ImageManifest):
             for blob in manifest.references():
-                if not store.exists(blob.digest):
+                if not blobs.exists(blob.digest):
                     raise ArchiveError(f"{path}: the archive lacks {blob.digest} of {descriptor.digest}")
 
 
@@ -290,7 +273,7 @@ def _local_name(name: str) -> str:
     return name
 
 
-def _import_docker(store, tar, names, path) -> list[ImportedImage]:
+def _import_docker(blobs: BlobStore, references: ReferenceIndex, tar, names, path) -> list[ImportedImage]:
     try:
         manifest = json.loads(_read_member(tar, names["manifest.json"]))
         assert isinstance(manifest, list)
@@ -309,35 +292,37 @@ def _import_docker(store, tar, names, path) -> list[ImportedImage]:
         stem = config_name.removesuffix(".json")
         if is_valid(f"sha256:{stem}"):
             expected = f"sha256:{stem}"
-        config_info = store.put(config_bytes, expected=expected)
+        config_info = blobs.put(config_bytes, expected=expected)
         try:
-            diff_ids = [Digest(d) for d in json.loads(config_bytes)["rootfs"]["diff_ids"]]
-        except (ValueError, KeyError, TypeError):
-            raise InvalidManifest(f"{path}: {entry['Config']} has no valid rootfs.diff_ids") from None
+            diff_ids = ImageConfig.parse(config_bytes).diff_ids
+        except InvalidManifest:
+            diff_ids = None
+        if diff_ids is None:
+            raise InvalidManifest(f"{path}: {entry['Config']} has no valid rootfs.diff_ids")
         if len(diff_ids) != len(layer_members):
             raise VerificationError(f"{path}: layers from manifest don't match image configuration")
         layers = []
         for member, diff_id in zip(layer_members, diff_ids):
-            layers.append(_import_layer(store, tar, member, diff_id))
+            layers.append(_import_layer(blobs, tar, member, diff_id))
         body = {
             "schemaVersion": 2, "mediaType": mt.DOCKER_MANIFEST,
             "config": {"mediaType": mt.DOCKER_CONFIG, "digest": config_info.digest, "size": config_info.size},
             "layers": [layer.to_json() for layer in layers],
         }
         manifest_bytes = json.dumps(body, indent=3).encode()
-        info = store.put(manifest_bytes)
+        info = blobs.put(manifest_bytes)
         target = Descriptor(mt.DOCKER_MANIFEST, info.digest, info.size)
         tags = entry.get("RepoTags") or []
         for tag in tags:
             name = str(Reference.parse(tag))
-            store.layout.tag(name, target)
+            references.tag(name, target)
             loaded.append(ImportedImage(name, info.digest))
         if not tags:
             loaded.append(ImportedImage(None, info.digest))
     return loaded
 
 
-def _import_layer(store, tar, member: tarfile.TarInfo, diff_id: Digest) -> Descriptor:
+def _import_layer(blobs: BlobStore, tar, member: tarfile.TarInfo, diff_id: Digest) -> Descriptor:
     """Store a layer file as it is (plain or gzip tar); it enters the store only if its
     uncompressed content has the diffID the config says."""
     source = tar.extractfile(member)
@@ -346,7 +331,7 @@ def _import_layer(store, tar, member: tarfile.TarInfo, diff_id: Digest) -> Descr
     media_type = mt.DOCKER_LAYER_GZIP if compressed else mt.DOCKER_LAYER
     hasher = DiffIDHasher("gzip" if compressed else "none")
     source.seek(0)
-    with store.writer(f"import-{uuid.uuid4().hex}", size=member.size) as writer:
+    with blobs.writer(f"import-{uuid.uuid4().hex}", total=member.size) as writer:
         while chunk := source.read(CHUNK_SIZE):
             hasher.update(chunk)
             writer.write(chunk)

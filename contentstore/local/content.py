@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ from contentstore.model import digest as digests
 from contentstore.model.digest import Digest
 from contentstore.errors import BlobNotFound, DigestMismatch, IngestLocked, SizeMismatch
 from contentstore.model.limits import CHUNK_SIZE
-from contentstore.local.fsutil import FileLock, atomic_write, fsync_dir
+from contentstore.local.fsutil import FileLock, atomic_file, atomic_write, fsync_dir
 
 class BlobInfo(NamedTuple):
     """A stored blob: ``digest, size = store.put(...)`` works too."""
@@ -307,16 +306,10 @@ class ContentStore:
         if expected and actual != expected:
             raise DigestMismatch(expected, actual, "blob")
         if not self.exists(actual):
-            fd, tmp = tempfile.mkstemp(prefix="put-", dir=self.tmp_dir)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                self._install(Path(tmp), actual)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            target = self.path(actual)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(target, mode=0o444, temp_dir=self.tmp_dir) as f:
+                f.write(data)
         return BlobInfo(actual, len(data))
 
     @staticmethod

@@ -7,6 +7,7 @@ import fcntl
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 
 def fsync_dir(path: Path) -> None:
@@ -18,16 +19,22 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
-    """Replace ``path`` with ``data``: temp file in the same directory, fsync, rename.
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: int = 0o644, durable: bool = True,
+                temp_dir: Path | None = None) -> Iterator[BinaryIO]:
+    """A file to write that replaces ``path`` only when the block ends without error.
 
-    With ``durable=False`` the fsyncs are skipped: readers still see old or new bytes,
-    never a mix, but a power cut may lose the change (for advisory state only).
+    It is written under a temporary name (in ``temp_dir``, default ``path``'s directory,
+    which must be on the same file system), flushed, fsynced, given ``mode`` and renamed
+    over ``path``; on error it is removed and ``path`` is left as it was. With
+    ``durable=False`` the fsyncs are skipped: readers still see old or new bytes, never a
+    mix, but a power cut may lose the change (for advisory state only).
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=temp_dir or path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fchmod(f.fileno(), mode)
             if durable:
@@ -39,6 +46,12 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = Tru
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path, mode, durable) as f:
+        f.write(data)
 
 
 class FileLock:

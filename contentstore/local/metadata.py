@@ -24,6 +24,8 @@ from typing import Iterator
 from contentstore.model.digest import Digest
 
 GC_REF_LABEL_PREFIX = "contentstore.gc.ref."
+#: Label on a converted manifest naming the original it was made from (gc keeps both).
+ORIGINAL_LABEL = GC_REF_LABEL_PREFIX + "content.original"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS diffid (

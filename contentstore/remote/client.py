@@ -1,13 +1,16 @@
 """A client for one repository on one registry endpoint (the distribution v2 API).
 
 It knows URLs, authentication and status codes, and nothing about formats: manifests
-come back as raw bytes with the media type the registry gave.
+come back as raw bytes with the media type the registry gave. It calls no plugin: it is
+handed the ``Accept`` header to send for manifests and, optionally, a function that
+explains a failed ping (the ``v1`` policy's "this is a v1 registry").
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -36,17 +39,32 @@ class FetchedManifest:
     header_digest: str | None
 
 
-class RegistryClient:
-    """One endpoint of a registry, shared by the repositories pulled from it."""
+#: ``explain(endpoint, response, session)``: an exception that says why a ping failed, or None.
+PingExplainer = Callable[[Endpoint, requests.Response, requests.Session], Exception | None]
 
-    def __init__(self, endpoint: Endpoint, credentials: Credentials | None, plugins,
+
+class RegistryClient:
+    """One endpoint of a registry, shared by the repositories pulled from it.
+
+    :param accept: the ``Accept`` header for manifests (what the format plugins read).
+    :param explain_ping_failure: asked when ``/v2/`` does not answer as a v2 registry.
+    :ivar pinged: the ``/v2/`` ping succeeded.
+    :ivar confirmed_v2: the ping's answer carried the v2 API version header.
+    :ivar ping_explained: the ping failed and ``explain_ping_failure`` said why: the
+        error raised is the answer, not a reason to try another endpoint.
+    """
+
+    def __init__(self, endpoint: Endpoint, credentials: Credentials | None, accept: str,
+                 explain_ping_failure: PingExplainer | None = None,
                  session: requests.Session | None = None):
         self.endpoint = endpoint
-        self.plugins = plugins
+        self.accept = accept
+        self.explain_ping_failure = explain_ping_failure
         self.session = session or make_session(verify_tls=endpoint.verify_tls)
         self.auth = Authenticator(endpoint.registry, self.session, credentials)
         self.confirmed_v2 = False
         self.pinged = False
+        self.ping_explained = False
 
     def url(self, path: str) -> str:
         return urljoin(self.endpoint.url + "/", path.lstrip("/"))
@@ -73,9 +91,11 @@ class RegistryClient:
             if response.status_code == 200 or (response.status_code == 401 and self.auth.learn(response)):
                 self.pinged = True
                 return
-            explained = self.plugins.explain_ping_failure(endpoint=self.endpoint, response=response,
-                                                          session=self.session)
+            explained = None
+            if self.explain_ping_failure is not None:
+                explained = self.explain_ping_failure(self.endpoint, response, self.session)
             if explained is not None:
+                self.ping_explained = True
                 raise explained
             raise NotV2Registry(
                 f"{self.endpoint.url} does not speak the registry v2 API ({what} answered "
@@ -124,7 +144,7 @@ class RegistryClient:
         response = self.request(
             "HEAD", f"/v2/{repository}/manifests/{reference}", scope_for(repository),
             f"{self.endpoint.registry}/{repository}:{reference}",
-            headers={"Accept": self.plugins.accept_header()},
+            headers={"Accept": self.accept},
         )
         with response:
             digest = response.headers.get("Docker-Content-Digest")
@@ -136,7 +156,7 @@ class RegistryClient:
         what = f"{self.endpoint.registry}/{repository}{separator}{reference}"
         response = self.request(
             "GET", f"/v2/{repository}/manifests/{reference}", scope_for(repository), what,
-            headers={"Accept": self.plugins.accept_header()}, stream=True,
+            headers={"Accept": self.accept}, stream=True,
         )
         with response:
             length = response.headers.get("Content-Length")

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from contentstore.errors import ConfigError
+from contentstore.errors import ConfigError, CredentialsNotFound
 from contentstore.local.fsutil import atomic_write
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -131,9 +131,8 @@ class CredentialStore:
             try:
                 _helper_call(helper, "erase", key.encode())
                 found = True
-            except ConfigError as exc:
-                if "not found" not in str(exc).lower():
-                    raise
+            except CredentialsNotFound:
+                pass
         return found
 
     def _write(self, config: dict) -> None:
@@ -142,17 +141,11 @@ class CredentialStore:
 
     def _from_helper(self, helper: str, server: str) -> Credentials | None:
         try:
-            proc = subprocess.run([f"docker-credential-{helper}", "get"], input=server.encode(),
-                                  capture_output=True, timeout=60)
-        except FileNotFoundError:
-            raise ConfigError(f"credential helper docker-credential-{helper} not found on PATH") from None
-        if proc.returncode != 0:
-            message = (proc.stdout or proc.stderr).decode(errors="replace").strip()
-            if "credentials not found" in message.lower():
-                return None
-            raise ConfigError(f"docker-credential-{helper} get failed: {message.splitlines()[0] if message else proc.returncode}")
+            output = _helper_call(helper, "get", server.encode())
+        except CredentialsNotFound:
+            return None
         try:
-            answer = json.loads(proc.stdout)
+            answer = json.loads(output)
         except ValueError:
             raise ConfigError(f"docker-credential-{helper} get printed no JSON") from None
         username, secret = answer.get("Username", ""), answer.get("Secret", "")
@@ -161,7 +154,12 @@ class CredentialStore:
         return Credentials(username, secret) if secret else None
 
 
-def _helper_call(helper: str, action: str, payload: bytes) -> None:
+def _helper_call(helper: str, action: str, payload: bytes) -> bytes:
+    """Run ``docker-credential-HELPER ACTION`` with ``payload`` on its stdin; its stdout.
+
+    :raises CredentialsNotFound: the helper said it has no credentials for the server.
+    :raises ConfigError: the helper is missing or failed otherwise.
+    """
     try:
         proc = subprocess.run([f"docker-credential-{helper}", action], input=payload,
                               capture_output=True, timeout=60)
@@ -169,8 +167,11 @@ def _helper_call(helper: str, action: str, payload: bytes) -> None:
         raise ConfigError(f"credential helper docker-credential-{helper} not found on PATH") from None
     if proc.returncode != 0:
         message = (proc.stdout or proc.stderr).decode(errors="replace").strip()
-        raise ConfigError(f"docker-credential-{helper} {action} failed: "
-                          f"{message.splitlines()[0] if message else proc.returncode}")
+        text = f"docker-credential-{helper} {action} failed: {message.splitlines()[0] if message else proc.returncode}"
+        if "credentials not found" in message.lower():
+            raise CredentialsNotFound(text)
+        raise ConfigError(text)
+    return proc.stdout
 
 
 def _decode_auth(value: str) -> tuple[str, str]:

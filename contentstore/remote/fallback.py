@@ -1,22 +1,31 @@
-"""Which endpoints a pull tries, in what order, and when it moves on to the next.
+"""Which endpoints an operation tries, in what order, and when it moves on to the next.
 
 The core starts from the registry itself over HTTPS and lets the policy plugins edit the
-list (mirrors first, a plain-HTTP fallback after HTTPS). As in Docker, an endpoint that
-cannot be reached or does not answer the ``/v2/`` ping as a v2 registry is always passed
-over for the next one; after that, the policy plugins decide (Docker's continueOnError).
+list (mirrors first, a plain-HTTP fallback after HTTPS). :func:`on_each_endpoint` is the
+one loop over that list, for pull, push and login alike. As in Docker, an endpoint that
+cannot be reached or does not answer the ``/v2/`` ping as a v2 registry is passed over
+for the next one, unless a policy explained the failure (that explanation is the
+answer); after a successful ping, the policy plugins decide (Docker's continueOnError).
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
+from typing import Callable, TypeVar
 
+from contentstore.config import Config
+from contentstore.errors import ContentStoreError, RegistryUnreachable
 from contentstore.model.endpoint import Endpoint
-from contentstore.errors import ContentStoreError, NotV2Registry, RegistryUnreachable
 from contentstore.model.reference import DEFAULT_REGISTRY, Reference
+from contentstore.plugin.manager import Plugins
+from contentstore.remote.client import RegistryClient
+from contentstore.remote.credentials import Credentials
 
 #: Where Docker Hub's registry API actually lives.
 DOCKER_HUB_API = "https://registry-1.docker.io"
+
+T = TypeVar("T")
+#: ``continue_on_error(endpoint, error, confirmed_v2)``: try the next endpoint?
+ContinueOnError = Callable[[Endpoint, Exception, bool], bool]
 
 
 def upstream(reference: Reference) -> Endpoint:
@@ -24,46 +33,62 @@ def upstream(reference: Reference) -> Endpoint:
     return Endpoint(url=url, registry=reference.registry)
 
 
-def endpoints(reference: Reference, config, plugins) -> list[Endpoint]:
-    """The ordered endpoints to try for ``reference``."""
+def endpoints(reference: Reference, config: Config, plugins: Plugins, mirrors: bool = True) -> list[Endpoint]:
+    """The ordered endpoints to try for ``reference`` (without mirrors: the registry's own)."""
     result = plugins.modify_endpoints(reference, config, [upstream(reference)])
+    if not mirrors:
+        result = [endpoint for endpoint in result if not endpoint.mirror]
     if not result:
         raise RegistryUnreachable(f"{reference.registry}: every endpoint was ruled out by the configuration")
     return result
 
 
-def ping_failure_moves_on(error: Exception) -> bool:
-    """A ping that failed at the transport level, or met no v2 registry, tries the next.
+def client_factory(plugins: Plugins, credentials_for: Callable[[Endpoint], Credentials | None]
+                   ) -> Callable[[Endpoint], RegistryClient]:
+    """Make clients that send the Accept header the format plugins build and ask the
+    policy plugins to explain a failed ping."""
+    accept = plugins.accept_header()
 
-    Errors a policy plugin raised to explain the failure (a subclass, such as "this
-    registry only speaks v1") end the pull: they are the answer.
+    def explain(endpoint, response, session):
+        return plugins.explain_ping_failure(endpoint=endpoint, response=response, session=session)
+
+    def connect(endpoint: Endpoint) -> RegistryClient:
+        return RegistryClient(endpoint, credentials_for(endpoint), accept, explain)
+
+    return connect
+
+
+def on_each_endpoint(candidates: list[Endpoint], connect: Callable[[Endpoint], RegistryClient],
+                     work: Callable[[RegistryClient], T],
+                     continue_on_error: ContinueOnError | None = None,
+                     notify: Callable[[str], None] | None = None) -> tuple[T, Endpoint]:
+    """Ping each endpoint in turn and run ``work`` on the first that answers; return what
+    it returned and the endpoint that served it.
+
+    :param continue_on_error: asked when ``work`` fails after a good ping; ``None``: such
+        an error ends the operation (push and login never move on after the ping).
+    :param notify: told, in a line, when an endpoint is passed over.
+    :raises: the last endpoint's error, or the first error that does not move on.
     """
-    return type(error) in (RegistryUnreachable, NotV2Registry)
-
-
-def moves_on(plugins, endpoint: Endpoint, error: Exception, confirmed_v2: bool) -> bool:
-    """After a successful ping: do the policies send the pull on to the next endpoint?"""
-    return plugins.continue_on_error(endpoint, error, confirmed_v2)
-
-
-@contextlib.contextmanager
-def registry_itself(reference: Reference, config, plugins, credentials_for) -> Iterator:
-    """A pinged client for the registry itself (no mirrors: for push and login), trying
-    its endpoints in order; closed when the block ends."""
-    from contentstore.remote.client import RegistryClient
-
-    candidates = [e for e in endpoints(reference, config, plugins) if not e.mirror]
     for position, endpoint in enumerate(candidates):
-        client = RegistryClient(endpoint, credentials_for(endpoint), plugins)
+        last = position == len(candidates) - 1
+        client = connect(endpoint)
         try:
-            client.ping()
-        except ContentStoreError as error:
-            client.close()
-            if position == len(candidates) - 1 or not ping_failure_moves_on(error):
-                raise
-            continue
-        try:
-            yield client
+            try:
+                client.ping()
+                return work(client), endpoint
+            except ContentStoreError as error:
+                if last or not _moves_on(client, endpoint, error, continue_on_error):
+                    raise
+                if notify is not None and (endpoint.mirror or client.pinged):
+                    notify(f"{endpoint.url}: {error}; trying {candidates[position + 1].url}")
         finally:
             client.close()
-        return
+    raise RegistryUnreachable("no endpoint to try")  # endpoints() never returns an empty list
+
+
+def _moves_on(client: RegistryClient, endpoint: Endpoint, error: ContentStoreError,
+              continue_on_error: ContinueOnError | None) -> bool:
+    if not client.pinged:
+        return not client.ping_explained and getattr(error, "endpoint_unusable", False)
+    return continue_on_error is not None and continue_on_error(endpoint, error, client.confirmed_v2)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import requests
 
+from contentstore.config import Config
+from contentstore.plugin.manager import Plugins
 from contentstore.remote import fallback
 from contentstore.remote.auth import Challenge
 from contentstore.remote.credentials import Credentials, CredentialStore
@@ -23,12 +25,13 @@ def registry_name(text: str) -> str:
     return name
 
 
-def check(registry: str, username: str, password: str, store) -> None:
+def check(registry: str, username: str, password: str, config: Config, plugins: Plugins) -> None:
     """Raise :class:`Unauthorized` unless the registry accepts the credentials."""
     probe = Reference(registry, "library/login-check" if registry == DEFAULT_REGISTRY else "login-check")
     credentials = Credentials(username, password)
-    with fallback.registry_itself(probe, store.config, store.plugins, lambda endpoint: credentials) as client:
-        _authenticate(client, credentials)
+    candidates = fallback.endpoints(probe, config, plugins, mirrors=False)
+    fallback.on_each_endpoint(candidates, fallback.client_factory(plugins, lambda endpoint: credentials),
+                              lambda client: _authenticate(client, credentials))
 
 
 def _authenticate(client: RegistryClient, credentials: Credentials) -> None:
@@ -51,12 +54,14 @@ def _authenticate(client: RegistryClient, credentials: Credentials) -> None:
         raise_for_status(response, f"login to {client.endpoint.registry}")
 
 
-def login(store, registry: str, username: str, password: str,
+def login(registry: str, username: str, password: str, config: Config, plugins: Plugins,
           credentials: CredentialStore | None = None) -> str:
+    """Check the credentials against the registry, then save them as ``docker login``
+    does; return where they went."""
     registry = registry_name(registry)
     if not username or not password:
         raise Unauthorized("unauthorized: a username and a password are needed")
-    check(registry, username, password, store)
+    check(registry, username, password, config, plugins)
     return (credentials or CredentialStore()).store(registry, username, password)
 
 

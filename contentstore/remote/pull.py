@@ -1,8 +1,11 @@
 """Pull: Docker's distribution/pull_v2.go as orchestration over small parts.
 
-Endpoints come from :mod:`.fallback`, requests from :class:`.registry.RegistryClient`,
-blobs from :mod:`.download`, and everything about formats from the plugins, reached only
-through the types they return (:class:`ImageManifest`, :class:`ManifestIndex`).
+Endpoints and the loop over them come from :mod:`.fallback`, requests from
+:class:`~contentstore.remote.client.RegistryClient`, blobs from :mod:`.download`, and
+everything about formats from the plugins, reached only through the types they return
+(:class:`ImageManifest`, :class:`ManifestIndex`). The puller works on the local store's
+parts it is handed, and returns what it learned (the manifests it parsed and the chosen
+image's config), so nothing is read and parsed twice.
 """
 
 from __future__ import annotations
@@ -10,57 +13,89 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from contentstore.remote import fallback
 from contentstore.config import Config
-from contentstore.remote.credentials import CredentialStore
-from contentstore.model.digest import Digest, is_valid
-from contentstore.remote.download import download, short_id
 from contentstore.errors import (ContentStoreError, DigestMismatch, InvalidManifest, InvalidReference,
-                     PlatformNotFound, RegistryError, RemoteNotFound, UnsupportedMediaType,
-                     VerificationError)
-from contentstore.model.manifest import (MAX_MANIFEST_SIZE, Descriptor, ImageManifest, Manifest, ManifestIndex,
-                       load_json)
-from contentstore.local.metadata import GC_REF_LABEL_PREFIX
+                                 PlatformNotFound, RegistryError, RemoteNotFound, UnsupportedMediaType,
+                                 VerificationError)
+from contentstore.local.interfaces import BlobStore, ReferenceIndex
+from contentstore.local.leases import Leases
+from contentstore.local.manifests import Manifests
+from contentstore.local.metadata import ORIGINAL_LABEL, Metadata
+from contentstore.model.digest import Digest, is_valid
+from contentstore.model.imageconfig import ImageConfig
+from contentstore.model.limits import MAX_MANIFEST_SIZE
+from contentstore.model.manifest import Descriptor, ImageManifest, Manifest, ManifestIndex
 from contentstore.model.platform import Platform
-from contentstore.progress import ProgressCallback, ProgressEvent, quiet
 from contentstore.model.reference import Reference
+from contentstore.plugin.manager import Plugins
+from contentstore.progress import ProgressCallback, ProgressEvent, quiet
+from contentstore.remote import fallback
 from contentstore.remote.client import RegistryClient
+from contentstore.remote.credentials import CredentialStore
+from contentstore.remote.download import download, short_id
 
 log = logging.getLogger(__name__)
 
-#: Label on a converted manifest naming the original it was made from (gc keeps both).
-ORIGINAL_LABEL = GC_REF_LABEL_PREFIX + "content.original"
+
+
+@dataclass(frozen=True)
+class PulledImage:
+    """One image manifest the pull parsed, with its parsed config (``None`` for schema1's
+    original or a config that is not an image's)."""
+
+    descriptor: Descriptor
+    manifest: ImageManifest
+    config: ImageConfig | None
 
 
 @dataclass
 class PullResult:
+    """What a pull did and learned.
+
+    :ivar descriptor: what the local reference now points to.
+    :ivar manifest: that manifest or index, parsed.
+    :ivar image: the image of the wanted platform (for an index: the platform asked for,
+        else the host's when it was pulled, else the first pulled), or ``None``.
+    """
+
     reference: Reference
-    descriptor: Descriptor          # what the local reference now points to
+    descriptor: Descriptor
     registry_digest: Digest         # the digest the registry knows it by (Docker's "Digest:")
     updated: bool                   # the reference was created or moved
     downloaded: bool = False        # any blob was fetched
+    manifest: Manifest | None = None
+    image: PulledImage | None = None
 
 
 @dataclass
 class _Job:
-    """State of one pull: the reference, where from, and what was fetched."""
+    """State of one pull: the reference, where from, and what was fetched and parsed."""
 
     client: RegistryClient
     reference: Reference
     pinned: str | None = None  # the tag's digest, when the registry itself told it
     fetched_any: bool = False
+    images: dict[str, PulledImage] = field(default_factory=dict)  # by manifest digest
 
 
 class Puller:
-    def __init__(self, store, config: Config, progress: ProgressCallback | None = None,
-                 credentials: CredentialStore | None = None):
-        self.store = store
-        self.plugins = store.plugins
+    """Pulls into the local store's parts: blobs, references, metadata, manifests."""
+
+    def __init__(self, blobs: BlobStore, references: ReferenceIndex, metadata: Metadata,
+                 manifests: Manifests, plugins: Plugins, leases: Leases, config: Config,
+                 progress: ProgressCallback | None = None, credentials: CredentialStore | None = None):
+        self.blobs = blobs
+        self.references = references
+        self.metadata = metadata
+        self.manifests = manifests
+        self.plugins = plugins
+        self.leases = leases
         self.config = config
         self.emit = progress if progress is not None else quiet
         self.credentials = credentials or CredentialStore()
+        self.connect = fallback.client_factory(plugins, lambda endpoint: self.credentials.get(endpoint.host))
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -71,7 +106,7 @@ class Puller:
             raise InvalidReference("tag can't be used with --all-tags/-a")
         self.platform = platform
         self.all_platforms = all_platforms
-        with self.store.lease():
+        with self.leases.lease():
             return self._with_fallback(reference, all_tags)
 
     def _with_fallback(self, reference: Reference, all_tags: bool) -> list[PullResult]:
@@ -81,46 +116,29 @@ class Puller:
             # A mirror may hold a stale tag: ask the registry itself what the tag is now
             # (a HEAD, which Docker Hub does not count as a pull), then fetch that digest.
             pinned = self._resolve_tag(reference, [c for c in candidates if not c.mirror])
-        for position, endpoint in enumerate(candidates):
-            last = position == len(candidates) - 1
-            client = self._client(endpoint)
-            try:
-                try:
-                    client.ping()
-                    results = self._pull_repository(client, reference, all_tags, pinned)
-                except ContentStoreError as error:
-                    pinging = not client.pinged
-                    moves_on = fallback.ping_failure_moves_on(error) if pinging else \
-                        fallback.moves_on(self.plugins, endpoint, error, client.confirmed_v2)
-                    if last or not moves_on:
-                        raise
-                    if endpoint.mirror or not pinging:
-                        self.emit(ProgressEvent(None, f"{endpoint.url}: {error}; trying "
-                                                      f"{candidates[position + 1].url}"))
-                    continue
-                if endpoint.mirror:
-                    self.emit(ProgressEvent(None, f"Pulled from mirror {endpoint.url}"))
-                return results
-            finally:
-                client.close()
-        raise AssertionError("unreachable")  # the last endpoint always returns or raises
-
-    def _client(self, endpoint) -> RegistryClient:
-        return RegistryClient(endpoint, self.credentials.get(endpoint.host), self.plugins)
+        results, endpoint = fallback.on_each_endpoint(
+            candidates, self.connect,
+            lambda client: self._pull_repository(client, reference, all_tags, pinned),
+            continue_on_error=self.plugins.continue_on_error,
+            notify=lambda line: self.emit(ProgressEvent(None, line)))
+        if endpoint.mirror:
+            self.emit(ProgressEvent(None, f"Pulled from mirror {endpoint.url}"))
+        return results
 
     def _resolve_tag(self, reference: Reference, upstreams) -> str | None:
-        for endpoint in upstreams:
-            client = self._client(endpoint)
-            try:
-                client.ping()
-                digest, _ = client.head_manifest(reference.repository, reference.tag)
-                if digest and is_valid(digest):
-                    return digest
-            except ContentStoreError as error:
-                log.debug("%s: cannot resolve %s there: %s", endpoint, reference, error)
-            finally:
-                client.close()
-        return None
+        def head(client: RegistryClient) -> str | None:
+            digest, _ = client.head_manifest(reference.repository, reference.tag)
+            if not (digest and is_valid(digest)):
+                raise RegistryError(f"{client.endpoint}: no usable Docker-Content-Digest for {reference}")
+            return digest
+
+        try:
+            digest, _ = fallback.on_each_endpoint(upstreams, self.connect, head,
+                                                  continue_on_error=lambda *args: True)
+        except ContentStoreError as error:
+            log.debug("cannot resolve %s on the registry itself: %s", reference, error)
+            return None
+        return digest
 
     def _pull_repository(self, client: RegistryClient, reference: Reference, all_tags: bool,
                          pinned: str | None = None) -> list[PullResult]:
@@ -154,18 +172,18 @@ class Puller:
         if not by_digest:
             registry_digest = job.pinned or self._head(job)
         if registry_digest:
-            local = self._complete_local(canonical.with_digest(registry_digest))
+            local = self._complete_local(job, canonical.with_digest(registry_digest))
             if local is not None:  # nothing to fetch, not even the manifest
                 self.emit(ProgressEvent(None, f"{tag_or_digest}: Pulling from {reference.repository}"))
                 self.emit(ProgressEvent(None, f"Digest: {registry_digest}"))
-                return self._record(job, local, Digest(registry_digest))
+                return self._record(job, *local, Digest(registry_digest))
 
         raw, manifest = self._fetch_manifest(job, reference.digest or registry_digest or reference.tag,
                                              expected=registry_digest, by_tag=not by_digest)
         self.emit(ProgressEvent(None, f"{tag_or_digest}: Pulling from {reference.repository}"))
-        target = self._pull_manifest(job, raw, manifest)
+        target, stored = self._pull_manifest(job, raw, manifest)
         self.emit(ProgressEvent(None, f"Digest: {manifest.digest}"))
-        return self._record(job, target, manifest.digest)
+        return self._record(job, target, stored, manifest.digest)
 
     def _head(self, job: _Job) -> str | None:
         """The tag's digest from a HEAD, which Docker Hub does not count as a pull."""
@@ -180,25 +198,30 @@ class Puller:
             return None
         return digest if digest and is_valid(digest) else None
 
-    def _complete_local(self, digest_reference: Reference) -> Descriptor | None:
-        """What ``name@digest`` points to locally, if every blob the pull wants is there."""
+    def _complete_local(self, job: _Job, digest_reference: Reference) -> tuple[Descriptor, Manifest] | None:
+        """What ``name@digest`` points to locally, parsed, if every blob the pull wants is there."""
         try:
-            descriptor = self.store.layout.resolve(str(digest_reference))
-        except ContentStoreError:
-            return None
-        try:
-            return descriptor if self._is_complete(descriptor) else None
+            descriptor = self.references.resolve(str(digest_reference))
+            if not self.blobs.exists(descriptor.digest):
+                return None
+            manifest = self.manifests.read(descriptor)
+            return (descriptor, manifest) if self._is_complete(job, descriptor, manifest) else None
         except ContentStoreError:
             return None
 
-    def _is_complete(self, descriptor: Descriptor) -> bool:
-        if not self.store.exists(descriptor.digest):
-            return False
-        manifest = self.store.manifest(descriptor)
+    def _is_complete(self, job: _Job, descriptor: Descriptor, manifest: Manifest) -> bool:
         if isinstance(manifest, ManifestIndex):
-            return all(self._is_complete(child) for child in self._select(manifest))
+            for child in self._select(manifest):
+                if not self.blobs.exists(child.digest):
+                    return False
+                if not self._is_complete(job, child, self.manifests.read(child)):
+                    return False
+            return True
         if isinstance(manifest, ImageManifest):
-            return all(self.store.exists(d.digest) for d in manifest.references())
+            if not all(self.blobs.exists(d.digest) for d in manifest.references()):
+                return False
+            job.images[descriptor.digest] = PulledImage(descriptor, manifest, None)  # config read if chosen
+            return True
         return False
 
     # -- manifests ---------------------------------------------------------------------------
@@ -206,8 +229,8 @@ class Puller:
     def _fetch_manifest(self, job: _Job, reference: str, expected: str | None, by_tag: bool
                         ) -> tuple[bytes, Manifest]:
         """Fetch (or read locally, when the digest is known and present) and verify."""
-        if expected and self.store.exists(expected):
-            data = self.store.content.read(expected, MAX_MANIFEST_SIZE)
+        if expected and self.blobs.exists(expected):
+            data = self.blobs.read(expected, MAX_MANIFEST_SIZE)
             return data, self.plugins.parse_manifest(None, data)
         fetched = job.client.get_manifest(job.reference.repository, reference)
         manifest = self.plugins.parse_manifest(fetched.media_type, fetched.data)
@@ -225,20 +248,22 @@ class Puller:
             return list(index.manifests)
         return [index.select(self.platform or Platform.host())]
 
-    def _pull_manifest(self, job: _Job, raw: bytes, manifest: Manifest) -> Descriptor:
+    def _pull_manifest(self, job: _Job, raw: bytes, manifest: Manifest) -> tuple[Descriptor, Manifest]:
+        """Pull what ``manifest`` needs; return what the reference will point to, parsed."""
         if isinstance(manifest, ManifestIndex):
             for child in self._select(manifest):
                 child_raw, child_manifest = self._fetch_manifest(job, child.digest, child.digest, False)
                 if not isinstance(child_manifest, ImageManifest):
                     raise InvalidManifest(f"{job.reference}: index entry {child.digest} is not an image manifest")
                 self._pull_image(job, child_raw, child_manifest, child.platform)
-            return self._put_manifest(raw, manifest)
+            return self._put_manifest(raw, manifest), manifest
         if isinstance(manifest, ImageManifest):
-            return self._pull_image(job, raw, manifest, None)
+            target = self._pull_image(job, raw, manifest, None)
+            return target, job.images[target.digest].manifest
         raise InvalidManifest(f"{job.reference}: {manifest.media_type} is neither an image nor an index")
 
     def _put_manifest(self, raw: bytes, manifest: Manifest) -> Descriptor:
-        info = self.store.put(raw)
+        info = self.blobs.put(raw)
         return Descriptor(manifest.media_type, info.digest, info.size)
 
     # -- images ------------------------------------------------------------------------------
@@ -254,12 +279,12 @@ class Puller:
         with ThreadPoolExecutor(max_workers=1) as config_pool:
             # The config comes alongside the layers, as in Docker; a bad config stops them.
             config_future = config_pool.submit(download, job.client, job.reference.repository,
-                                               self.store, manifest.config, cancel=cancel)
+                                               self.blobs, self.metadata, manifest.config, cancel=cancel)
             layer_futures = self._start_layers(job, layers, compressions, cancel)
             try:
-                config_bytes = self._read_config(config_future.result().blob.digest)
-                diff_ids = self._diff_ids(config_bytes)
-                self._check_platform(job, config_bytes, platform)
+                config = ImageConfig.parse(self.blobs.read(config_future.result().blob.digest, MAX_MANIFEST_SIZE))
+                diff_ids = config.diff_ids
+                self._check_platform(job, config, platform)
                 if diff_ids is not None:
                     self._check_layer_types(job, layers, compressions, diff_ids)
                 results = [future.result() for future in layer_futures]
@@ -273,12 +298,14 @@ class Puller:
                     raise VerificationError(
                         f"{job.reference}: layers from manifest don't match image configuration "
                         f"(layer {layer.digest} has diffID {result.diff_id}, the config says {expected})")
-                self.store.metadata.add_diff_id(expected, layer.digest, job.reference.registry,
-                                                job.reference.repository)
+                self.metadata.add_diff_id(expected, layer.digest, job.reference.registry,
+                                          job.reference.repository)
         self._complete(layers, results)
-        self.store.metadata.add_sources([manifest.config.digest, *(l.digest for l in layers)],
-                                        job.reference.registry, job.reference.repository)
-        return self._put_manifest(raw, manifest)
+        self.metadata.add_sources([manifest.config.digest, *(l.digest for l in layers)],
+                                  job.reference.registry, job.reference.repository)
+        target = self._put_manifest(raw, manifest)
+        job.images[target.digest] = PulledImage(target, manifest, config)
+        return target
 
     def _compression(self, layer: Descriptor) -> str | None:
         try:
@@ -301,15 +328,15 @@ class Puller:
         workers = max(1, self.config.max_concurrent_downloads)
         waiting = 0
         for layer in layers:
-            present = self.store.exists(layer.digest)
+            present = self.blobs.exists(layer.digest)
             self.emit(ProgressEvent(short_id(layer.digest), "Already exists" if present else "Pulling fs layer"))
             if not present:
                 waiting += 1
                 if waiting > workers:
                     self.emit(ProgressEvent(short_id(layer.digest), "Waiting"))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download")
-        futures = [pool.submit(download, job.client, job.reference.repository, self.store, layer,
-                               compression, self.emit, cancel=cancel)
+        futures = [pool.submit(download, job.client, job.reference.repository, self.blobs, self.metadata,
+                               layer, compression, self.emit, cancel=cancel)
                    for layer, compression in zip(layers, compressions)]
         pool.shutdown(wait=False)  # its threads end with their downloads
         return futures
@@ -319,32 +346,11 @@ class Puller:
             if result.fetched:
                 self.emit(ProgressEvent(short_id(layer.digest), "Pull complete"))
 
-    def _read_config(self, digest: Digest) -> bytes:
-        return self.store.content.read(digest, MAX_MANIFEST_SIZE)
-
-    @staticmethod
-    def _diff_ids(config_bytes: bytes) -> list[Digest] | None:
-        """The config's rootfs.diff_ids; ``None`` for a config that is no image config."""
-        config = load_json(config_bytes, "image config")
-        rootfs = config.get("rootfs")
-        if rootfs is None:
-            return None
-        if not isinstance(rootfs, dict) or rootfs.get("type") != "layers" or \
-                not isinstance(rootfs.get("diff_ids", []), list):
-            raise InvalidManifest("invalid rootfs in image configuration")
-        try:
-            return [Digest(d) for d in rootfs.get("diff_ids") or []]
-        except ValueError as exc:
-            raise InvalidManifest(f"invalid rootfs in image configuration: {exc}") from None
-
-    def _check_platform(self, job: _Job, config_bytes: bytes, platform: Platform | None) -> None:
+    def _check_platform(self, job: _Job, config: ImageConfig, platform: Platform | None) -> None:
         """An explicitly wanted platform must be what a single-platform image is."""
-        if platform is not None or self.platform is None:
+        if platform is not None or self.platform is None or not config.body.get("architecture"):
             return
-        config = load_json(config_bytes, "image config")
-        if not config.get("architecture"):
-            return
-        actual = Platform.from_json(config)
+        actual = Platform.from_json(config.body)
         if actual != self.platform:
             raise PlatformNotFound(
                 f"image with reference {job.reference} was found but does not match the "
@@ -374,31 +380,61 @@ class Puller:
         if converted is None:
             raise InvalidManifest(f"{job.reference}: no installed plugin converts {manifest.media_type}")
         config_bytes, manifest_bytes = converted
-        self.store.put(config_bytes)
-        original = self.store.put(raw)
+        self.blobs.put(config_bytes)
+        original = self.blobs.put(raw)
         converted_manifest = self.plugins.parse_manifest(None, manifest_bytes)
         target = self._put_manifest(manifest_bytes, converted_manifest)
-        self.store.metadata.set_label(target.digest, ORIGINAL_LABEL, original.digest)
+        self.metadata.set_label(target.digest, ORIGINAL_LABEL, original.digest)
         for layer, diff_id in zip(sized, diff_ids):
-            self.store.metadata.add_diff_id(diff_id, layer.digest, job.reference.registry,
-                                            job.reference.repository)
-        self.store.metadata.add_sources([layer.digest for layer in sized], job.reference.registry,
-                                        job.reference.repository)
+            self.metadata.add_diff_id(diff_id, layer.digest, job.reference.registry,
+                                      job.reference.repository)
+        self.metadata.add_sources([layer.digest for layer in sized], job.reference.registry,
+                                  job.reference.repository)
         self._complete(layers, results)
+        job.images[target.digest] = PulledImage(target, converted_manifest, ImageConfig.parse(config_bytes))
         return target
 
     # -- references --------------------------------------------------------------------------
 
-    def _record(self, job: _Job, target: Descriptor, registry_digest: Digest) -> PullResult:
+    def _record(self, job: _Job, target: Descriptor, manifest: Manifest, registry_digest: Digest) -> PullResult:
         """Point the tag (if any) and the digest reference at ``target`` (addDigestReference)."""
         reference = job.reference
-        names = self.store.layout.names()
+        names = self.references.names()
         digest_name = str(Reference(reference.registry, reference.repository, None, Digest(registry_digest)))
         primary = str(reference) if reference.tag and not reference.digest else digest_name
         changed = set()
         for name in dict.fromkeys([digest_name, primary]):
             current = names.get(name)
             if current is None or current.digest != target.digest:
-                self.store.layout.tag(name, target)
+                self.references.tag(name, target)
                 changed.add(name)
-        return PullResult(reference, target, Digest(registry_digest), primary in changed, job.fetched_any)
+        return PullResult(reference, target, Digest(registry_digest), primary in changed, job.fetched_any,
+                          manifest, self._chosen_image(job, target, manifest))
+
+    def _chosen_image(self, job: _Job, target: Descriptor, manifest: Manifest) -> PulledImage | None:
+        """The image a caller asked about: the wanted platform's, else the host's if it
+        was pulled, else the first pulled (what ``images`` lists for an index)."""
+        if isinstance(manifest, ManifestIndex):
+            pulled = [m for m in manifest.manifests if m.digest in job.images]
+            if self.platform is not None:
+                chosen = manifest.select(self.platform)
+            else:
+                try:
+                    chosen = manifest.select(Platform.host())
+                except PlatformNotFound:
+                    chosen = None
+                if chosen not in pulled:
+                    chosen = pulled[0] if pulled else None
+            if chosen is None or chosen.digest not in job.images:
+                return None
+            image = job.images[chosen.digest]
+            image = PulledImage(chosen, image.manifest, image.config)
+        else:
+            image = job.images.get(target.digest)
+        if image is not None and image.config is None and image.manifest.config is not None:
+            try:  # an image found complete in the store: its config was not read yet
+                config = ImageConfig.parse(self.blobs.read(image.manifest.config.digest, MAX_MANIFEST_SIZE))
+            except ContentStoreError:
+                config = None
+            image = PulledImage(image.descriptor, image.manifest, config)
+        return image

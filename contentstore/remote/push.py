@@ -15,26 +15,30 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from urllib3.exceptions import MaxRetryError
-
+from contentstore.config import Config
+from contentstore.errors import (BlobNotFound, DigestMismatch, InvalidReference, RegistryError,
+                                 RegistryUnreachable)
+from contentstore.local.interfaces import BlobReader
+from contentstore.local.leases import Leases
+from contentstore.local.manifests import Manifests
+from contentstore.local.metadata import ORIGINAL_LABEL, Metadata
+from contentstore.model.digest import Digest
+from contentstore.model.limits import MAX_MANIFEST_SIZE
+from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor, ImageManifest, Manifest, ManifestIndex
+from contentstore.model.reference import Reference
+from contentstore.plugin.manager import Plugins
+from contentstore.progress import ProgressCallback, ProgressEvent, quiet
 from contentstore.remote import fallback
 from contentstore.remote.auth import scope_for
-from contentstore.remote.credentials import CredentialStore
-from contentstore.model.digest import Digest
-from contentstore.remote.download import short_id
-from contentstore.errors import (BlobNotFound, DigestMismatch, InvalidReference, RegistryError,
-                     RegistryUnreachable)
-from contentstore.model.manifest import MAX_MANIFEST_SIZE, Descriptor, ImageManifest, Manifest, ManifestIndex
-from contentstore.progress import ProgressCallback, ProgressEvent, quiet
-from contentstore.remote.pull import ORIGINAL_LABEL
-from contentstore.model.reference import Reference
 from contentstore.remote.client import RegistryClient
-from contentstore.remote.transport import retry_policy
+from contentstore.remote.credentials import CredentialStore
+from contentstore.remote.download import short_id
+from contentstore.remote.transport import ATTEMPTS, Backoff
 
 log = logging.getLogger(__name__)
 
 #: Tries for one blob upload (each resumes where the registry says it stopped).
-UPLOAD_ATTEMPTS = 5
+UPLOAD_ATTEMPTS = ATTEMPTS
 
 
 @dataclass
@@ -48,21 +52,28 @@ class PushResult:
 
 
 class Pusher:
-    def __init__(self, store, config, progress: ProgressCallback | None = None,
+    """Pushes from the local store's parts it is handed (blobs, metadata, manifests)."""
+
+    def __init__(self, blobs: BlobReader, metadata: Metadata, manifests: Manifests, plugins: Plugins,
+                 leases: Leases, config: Config, progress: ProgressCallback | None = None,
                  credentials: CredentialStore | None = None):
-        self.store = store
+        self.blobs = blobs
+        self.metadata = metadata
+        self.manifests = manifests
+        self.plugins = plugins
+        self.leases = leases
         self.config = config
-        self.plugins = store.plugins
         self.emit = progress if progress is not None else quiet
         self.credentials = credentials or CredentialStore()
 
-    def push(self, src: str, dest: str | None = None) -> PushResult:
-        descriptor = self.store.resolve(src)
-        source_name = descriptor.annotations.get("org.opencontainers.image.ref.name")
+    def push(self, src: str, descriptor: Descriptor, dest: str | None = None) -> PushResult:
+        """Push the local image ``descriptor`` (which ``src`` named) to ``dest``, by default
+        the reference it is stored under."""
+        source_name = descriptor.annotations.get(REF_NAME_ANNOTATION)
         target = self._destination(src, source_name, dest)
-        manifest = self.store.manifest(descriptor)
+        manifest = self.manifests.read(descriptor)
         self.emit(ProgressEvent(None, f"The push refers to repository [{target.name}]"))
-        with self.store.lease():
+        with self.leases.lease():
             return self._with_endpoints(target, descriptor, manifest)
 
     @staticmethod
@@ -78,15 +89,19 @@ class Pusher:
         return target
 
     def _with_endpoints(self, target: Reference, descriptor: Descriptor, manifest: Manifest) -> PushResult:
-        with fallback.registry_itself(target, self.config, self.plugins,
-                                      lambda endpoint: self.credentials.get(endpoint.host)) as client:
-            return _PushJob(self, client, target).run(descriptor, manifest)
+        candidates = fallback.endpoints(target, self.config, self.plugins, mirrors=False)
+        connect = fallback.client_factory(self.plugins, lambda endpoint: self.credentials.get(endpoint.host))
+        result, _ = fallback.on_each_endpoint(
+            candidates, connect, lambda client: _PushJob(self, client, target).run(descriptor, manifest))
+        return result
 
 
 class _PushJob:
     def __init__(self, pusher: Pusher, client: RegistryClient, target: Reference):
         self.pusher = pusher
-        self.store = pusher.store
+        self.blobs = pusher.blobs
+        self.metadata = pusher.metadata
+        self.manifests = pusher.manifests
         self.emit = pusher.emit
         self.client = client
         self.target = target
@@ -101,12 +116,12 @@ class _PushJob:
                 self._push_child(child)
         elif isinstance(manifest, ImageManifest):
             self._push_blobs(manifest)
-        original = self.store.labels(descriptor.digest).get(ORIGINAL_LABEL)
+        original = self.metadata.labels(descriptor.digest).get(ORIGINAL_LABEL)
         if original:
             self.emit(ProgressEvent(None, f"{self.target.familiar()}: a schema1 image; pushing its "
                                           f"converted OCI manifest"))
         reference = self.target.digest or self.target.tag
-        data = self.store.content.read(descriptor.digest, MAX_MANIFEST_SIZE)
+        data = self.blobs.read(descriptor.digest, MAX_MANIFEST_SIZE)
         answered = self.client.put_manifest(self.repository, reference, data, manifest.media_type, self.scope)
         if answered and answered != descriptor.digest:
             raise DigestMismatch(descriptor.digest, answered, f"manifest pushed to {self.target.name}")
@@ -115,15 +130,15 @@ class _PushJob:
         return PushResult(self.target, descriptor.digest, len(data), **self.counts)
 
     def _push_child(self, child: Descriptor) -> None:
-        if not self.store.exists(child.digest):
+        if not self.blobs.exists(child.digest):
             if self.client.blob_exists(self.repository, child.digest, self.scope) or \
                     self._manifest_exists(child):
                 return
             raise BlobNotFound(child.digest)  # pull with --all-platforms to push every platform
-        manifest = self.store.manifest(child)
+        manifest = self.manifests.read(child)
         if isinstance(manifest, ImageManifest):
             self._push_blobs(manifest)
-        data = self.store.content.read(child.digest, MAX_MANIFEST_SIZE)
+        data = self.blobs.read(child.digest, MAX_MANIFEST_SIZE)
         answered = self.client.put_manifest(self.repository, child.digest, data, manifest.media_type, self.scope)
         if answered and answered != child.digest:
             raise DigestMismatch(child.digest, answered, f"manifest pushed to {self.target.name}")
@@ -156,7 +171,7 @@ class _PushJob:
     def _push_blob(self, blob: Descriptor, is_layer: bool) -> None:
         layer_id = short_id(blob.digest)
         show = self.emit if is_layer else quiet
-        if not self.store.exists(blob.digest):
+        if not self.blobs.exists(blob.digest):
             raise BlobNotFound(blob.digest)
         if self.client.blob_exists(self.repository, blob.digest, self.scope):
             show(ProgressEvent(layer_id, "Layer already exists"))
@@ -181,7 +196,7 @@ class _PushJob:
     def _mount_sources(self, blob: Descriptor) -> list[str]:
         """Other repositories on the target registry known to hold ``blob``."""
         sources = []
-        for source in self.store.metadata.blob_sources(blob.digest):
+        for source in self.metadata.blob_sources(blob.digest):
             if source.registry == self.target.registry and source.repository != self.repository \
                     and source.repository not in sources:
                 sources.append(source.repository)
@@ -189,21 +204,21 @@ class _PushJob:
 
     def _remember(self, blob: Descriptor) -> None:
         """Record that the target repository holds this blob, for later mounts."""
-        self.store.metadata.add_sources([blob.digest], self.target.registry, self.repository)
-        diff_id = self.store.metadata.diff_id(blob.digest)
+        self.metadata.add_sources([blob.digest], self.target.registry, self.repository)
+        diff_id = self.metadata.diff_id(blob.digest)
         if diff_id is not None:
-            self.store.metadata.add_diff_id(diff_id, blob.digest, self.target.registry, self.repository)
+            self.metadata.add_diff_id(diff_id, blob.digest, self.target.registry, self.repository)
 
     # -- uploads --------------------------------------------------------------------------
 
     def _upload(self, blob: Descriptor, location: str | None, show) -> None:
         """Upload a blob: one PUT if small, else PATCH chunks; resumed or restarted after a
         broken connection, as the registry allows."""
-        size = self.store.size(blob.digest)
+        size = self.blobs.size(blob.digest)
         chunk_size = self.pusher.config.upload_chunk_size
         chunked = size > chunk_size
         layer_id = short_id(blob.digest)
-        retry = retry_policy(total=UPLOAD_ATTEMPTS, other=UPLOAD_ATTEMPTS)
+        backoff = Backoff(f"upload of {blob.digest}", UPLOAD_ATTEMPTS)
         resume = False
         while True:
             try:
@@ -212,7 +227,7 @@ class _PushJob:
                     offset, location = self._where(location)
                 if location is None:
                     location = self.client.start_upload(self.repository, self.scope)
-                with self.store.open(blob.digest) as data:
+                with self.blobs.open(blob.digest) as data:
                     if chunked:
                         location = self._send_chunks(location, data, offset, size, chunk_size, layer_id, show)
                         answered = self.client.finish_upload(location, blob.digest, self.scope)
@@ -228,12 +243,12 @@ class _PushJob:
                 if not lost and not isinstance(error, RegistryUnreachable):
                     raise
                 try:
-                    retry = retry.increment(method="PUT", url=str(blob.digest), error=error)
-                except MaxRetryError:
+                    backoff.failed(error)
+                except RegistryUnreachable:
                     raise error from None
                 log.debug("%s: upload interrupted (%s); trying again", layer_id, error)
                 show(ProgressEvent(layer_id, "Retrying"))
-                retry.sleep()
+                backoff.wait()
                 resume = chunked and not lost
                 if lost or not chunked:
                     location = None  # a new upload, from the start

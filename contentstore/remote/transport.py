@@ -1,14 +1,19 @@
-"""HTTP transport to registries: pooled sessions, timeouts, retries, error mapping.
+"""HTTP transport to registries: pooled sessions, timeouts, retries, backoff, error mapping.
 
-Retries, backoff and ``Retry-After`` are urllib3's job (``Retry`` mounted on the
-session's adapter), for idempotent requests only (GET, HEAD) on connection errors, 429
-and 5xx. A body cut in the middle is not something urllib3 can retry; the blob downloader
-resumes those with ``Range``.
+Two kinds of retry live here, with one pacing:
+
+- a *request* (GET, HEAD) that fails to connect, or is answered 429 or 5xx, is retried
+  by urllib3's ``Retry`` mounted on the session's adapter, honouring ``Retry-After``;
+- an *operation* made of several requests that broke in the middle (a blob body cut
+  mid-stream, resumed with ``Range``; an upload whose session the registry dropped) is
+  retried by its caller through :class:`Backoff`, which paces the tries the same way and
+  says when to give up (as go-containerregistry's retry transport wraps its operations).
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -24,27 +29,70 @@ USER_AGENT = f"contentstore/{__version__} python-requests/{requests.__version__}
 TIMEOUT = (15, 60)
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+#: Tries of a request or an operation, and how they are paced: no wait before the
+#: second, then FACTOR * 2 ** (n - 1) seconds after the n-th failure, at most BACKOFF_MAX
+#: (urllib3's formula).
+ATTEMPTS = 5
+BACKOFF_FACTOR = 0.5
+BACKOFF_MAX = 30
 
 
-def retry_policy(total: int = 5, backoff_factor: float = 0.5, other: int = 0) -> Retry:
-    """The retry policy for registry requests (also used to pace blob resumes).
-
-    :param other: retries for errors that are neither connect nor read errors; 0 for
-        requests (a TLS error repeats itself), more for a download's own resumes.
-    """
+def retry_policy(total: int = ATTEMPTS) -> Retry:
+    """urllib3's retry policy for registry requests: idempotent methods only, on
+    connection errors, 429 and 5xx (not on TLS or other errors, which repeat themselves)."""
     return Retry(
         total=total,
         connect=total,
         read=total,
         status=total,
-        other=other,
-        backoff_factor=backoff_factor,
-        backoff_max=30,
+        other=0,
+        backoff_factor=BACKOFF_FACTOR,
+        backoff_max=BACKOFF_MAX,
         status_forcelist=RETRY_STATUSES,
         allowed_methods=frozenset({"GET", "HEAD"}),
         respect_retry_after_header=True,
         raise_on_status=False,
     )
+
+
+class Backoff:
+    """Paces the tries of one operation that broke in the middle, and ends them.
+
+    ::
+
+        backoff = Backoff(f"download of {digest}")
+        while True:
+            try:
+                return attempt()
+            except RegistryUnreachable as error:
+                backoff.failed(error)   # raises once the tries are spent
+                backoff.wait()
+    """
+
+    def __init__(self, what: str, attempts: int = ATTEMPTS, factor: float = BACKOFF_FACTOR,
+                 maximum: float = BACKOFF_MAX, sleep=time.sleep):
+        self.what = what
+        self.attempts = attempts
+        self.factor = factor
+        self.maximum = maximum
+        self.failures = 0
+        self._sleep = sleep
+
+    def delay(self) -> float:
+        """Seconds to wait before the next try (none before the first retry)."""
+        if self.failures <= 1:
+            return 0.0
+        return min(self.maximum, self.factor * 2 ** (self.failures - 1))
+
+    def failed(self, error: Exception) -> None:
+        """Count a failure; raise :class:`RegistryUnreachable` when it was the last try."""
+        self.failures += 1
+        if self.failures > self.attempts:
+            raise RegistryUnreachable(f"{self.what} failed after {self.attempts} attempts: {error}") from None
+
+    def wait(self) -> None:
+        """Sleep before the next try."""
+        self._sleep(self.delay())
 
 
 def make_session(verify_tls: bool = True, pool_size: int = 10, retries: int = 5) -> requests.Session:
