@@ -30,7 +30,7 @@ from contentstore.model.limits import MAX_MANIFEST_SIZE
 from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor, ImageManifest, Manifest, ManifestIndex
 from contentstore.local.metadata import Metadata
 from contentstore.model.platform import Platform
-from contentstore.progress import ProgressCallback
+from contentstore.progress import ProgressCallback, quiet
 from contentstore.model.reference import Reference
 
 APP_NAME = "contentstore"
@@ -316,8 +316,8 @@ class Store:
         from contentstore.remote.pull import Puller
 
         wanted = Platform.parse(platform) if isinstance(platform, str) else platform
-        puller = Puller(self.content, self.layout, self.metadata, self.manifests, self.plugins, self.leases,
-                        self.config, progress)
+        puller = Puller(self.content, self.layout, self.metadata, self.manifests, self.leases,
+                        self._access(progress))
         results = puller.pull(ref, platform=wanted, all_platforms=all_platforms, all_tags=all_tags)
         images = [self._pulled_image(result) for result in results]
         return images if all_tags else images[0]
@@ -339,9 +339,13 @@ class Store:
         where ``src`` names). Returns a :class:`~contentstore.push.PushResult`."""
         from contentstore.remote.push import Pusher
 
-        pusher = Pusher(self.content, self.metadata, self.manifests, self.plugins, self.leases, self.config,
-                        progress)
+        pusher = Pusher(self.content, self.metadata, self.manifests, self.leases, self._access(progress))
         return pusher.push(src, self.resolve(src), dest)
+
+    def _access(self, progress: ProgressCallback | None):
+        from contentstore.remote.access import RegistryAccess
+
+        return RegistryAccess(self.config, self.plugins, progress=progress if progress is not None else quiet)
 
     def copy(self, src: str, dest: str, progress: ProgressCallback | None = None):
         """Registry to registry through the store (every platform), as ``skopeo copy``."""

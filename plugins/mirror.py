@@ -13,9 +13,16 @@ authentication and not-found answers, and unexpected HTTP answers, move on (to i
 HTTP endpoint, where the insecure policy added one); a digest mismatch there never does.
 """
 
+from contentstore.errors import (
+    ContentStoreError,
+    Denied,
+    RegistryError,
+    RegistryUnreachable,
+    RemoteNotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from contentstore.model.endpoint import Endpoint
-from contentstore.errors import (ContentStoreError, Denied, RegistryError, RegistryUnreachable,
-                                 RemoteNotFound, Unauthorized, UnsupportedMediaType)
 from contentstore.plugin import hookimpl
 
 #: OCI error codes after which Docker tries the next endpoint of the registry itself.

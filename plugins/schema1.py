@@ -11,9 +11,9 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from contentstore.errors import InvalidManifest
 from contentstore.model import digest as digests
 from contentstore.model import mediatypes as mt
-from contentstore.errors import InvalidManifest
 from contentstore.model.manifest import Descriptor, ImageManifest, load_json, peek_json
 from contentstore.plugin import hookimpl
 

@@ -8,12 +8,9 @@ import tarfile
 import pytest
 
 from contentstore import Store
+from contentstore.errors import ArchiveError, DigestMismatch
 from contentstore.model import mediatypes as mt
-from contentstore.errors import ArchiveError
-from contentstore.errors import DigestMismatch
 from contentstore.testing import build_image, build_index, push_test_image
-
-
 
 pytestmark = pytest.mark.needs("skopeo")
 

@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from contentstore.model import digest as digests
-
 from contentstore.testing import build_image, build_index
 
 

@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from contentstore.model import digest as digests
 from contentstore.errors import BlobNotFound, DigestMismatch, IngestLocked, InvalidDigest, SizeMismatch
+from contentstore.model import digest as digests
 
 
 def blob_files(store):

@@ -2,9 +2,9 @@ import io
 
 import pytest
 
+from contentstore.errors import InvalidDigest
 from contentstore.model import digest as digests
 from contentstore.model.digest import Digest
-from contentstore.errors import InvalidDigest
 
 GOOD = "sha256:" + "a" * 64
 

@@ -3,13 +3,11 @@
 import socket
 
 import pytest
+from servers import oci_ref
 
 from contentstore import Store
 from contentstore.errors import DigestMismatch, NotV2Registry, RegistryUnreachable
 from contentstore.testing import ProgressRecorder, build_image, push
-
-from servers import oci_ref
-
 
 pytestmark = pytest.mark.needs("skopeo", "docker-registry")
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from contentstore.errors import InvalidManifest, PlatformNotFound, UnsupportedMediaType
 from contentstore.model import digest as digests
 from contentstore.model import mediatypes as mt
-from contentstore.errors import InvalidManifest, PlatformNotFound, UnsupportedMediaType
 from contentstore.model.manifest import ImageManifest, ManifestIndex
 from contentstore.model.platform import Platform
 

@@ -2,10 +2,9 @@ import json
 
 import pytest
 
+from contentstore.errors import UnsupportedMediaType
 from contentstore.model import digest as digests
 from contentstore.model import mediatypes as mt
-from contentstore.errors import UnsupportedMediaType
-
 from contentstore.testing import build_image, build_index
 
 

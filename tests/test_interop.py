@@ -4,6 +4,7 @@ import json
 import subprocess
 
 from tools import require
+
 from contentstore.testing import build_image, build_index
 
 REF = "127.0.0.1:5000/team/app:1.0"

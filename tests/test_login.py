@@ -8,11 +8,9 @@ import subprocess
 import sys
 
 import pytest
-
-from contentstore.testing import build_image, push
-
 from servers import PASSWORD, USER, oci_ref
 
+from contentstore.testing import build_image, push
 
 pytestmark = pytest.mark.needs("skopeo", "docker-registry")
 

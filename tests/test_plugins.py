@@ -1,9 +1,9 @@
 import pytest
 
-from contentstore.model import mediatypes as mt
-from contentstore.plugin import manager as pluginmanager
 from contentstore.errors import PluginError, UnsupportedMediaType
+from contentstore.model import mediatypes as mt
 from contentstore.plugin import hookimpl
+from contentstore.plugin import manager as pluginmanager
 
 BUILTIN_FORMATS = {"schema1", "schema2", "oci", "manifestlist"}
 

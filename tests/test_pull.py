@@ -4,12 +4,11 @@ import json
 import subprocess
 
 import pytest
+from servers import oci_ref
+from tools import require
 
 from contentstore.model import mediatypes as mt
 from contentstore.testing import ProgressRecorder, build_image, build_index, push, push_test_image
-
-from servers import oci_ref
-from tools import require
 
 
 def skopeo_inspect(*args: str) -> dict:

@@ -5,13 +5,11 @@ import subprocess
 import sys
 
 import pytest
+from servers import PASSWORD, USER, oci_ref, write_docker_config
 
 from contentstore import Store
 from contentstore.errors import Unauthorized
 from contentstore.testing import build_image, push
-
-from servers import PASSWORD, USER, oci_ref, write_docker_config
-
 
 pytestmark = pytest.mark.needs("skopeo", "docker-registry")
 
@@ -93,10 +91,10 @@ def test_redirect_to_another_host_gets_no_authorization(htpasswd_registry, proxy
 
 
 def _client(reg, endpoint_url=None):
-    from contentstore.plugin import manager as pluginmanager
-    from contentstore.remote.credentials import Credentials
     from contentstore.model.endpoint import Endpoint
+    from contentstore.plugin import manager as pluginmanager
     from contentstore.remote.client import RegistryClient
+    from contentstore.remote.credentials import Credentials
     return RegistryClient(Endpoint(endpoint_url or reg.url, reg.host), Credentials(USER, PASSWORD),
                           pluginmanager.create().accept_header())
 

@@ -11,12 +11,10 @@ import sys
 import tarfile
 
 import pytest
-
-from contentstore.model import mediatypes as mt
-from contentstore.errors import ManifestTooLarge, UnsupportedMediaType, VerificationError
-
 from servers import upload
 
+from contentstore.errors import ManifestTooLarge, UnsupportedMediaType, VerificationError
+from contentstore.model import mediatypes as mt
 
 pytestmark = pytest.mark.needs("docker-registry")
 

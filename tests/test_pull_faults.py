@@ -7,11 +7,10 @@ import sys
 import time
 
 import pytest
+from servers import oci_ref
 
 from contentstore.errors import DigestMismatch
 from contentstore.testing import build_image, push
-
-from servers import oci_ref
 
 BIG = 6 << 20
 

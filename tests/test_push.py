@@ -6,14 +6,12 @@ import subprocess
 import sys
 
 import pytest
-
-from contentstore import Store
-from contentstore.model import mediatypes as mt
-from contentstore.errors import Unauthorized
-from contentstore.testing import ProgressRecorder, build_image, build_index, push
-
 from servers import PASSWORD, USER, oci_ref, write_docker_config
 
+from contentstore import Store
+from contentstore.errors import Unauthorized
+from contentstore.model import mediatypes as mt
+from contentstore.testing import ProgressRecorder, build_image, build_index, push
 
 pytestmark = pytest.mark.needs("skopeo", "docker-registry")
 

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, NamedTuple
 
+from contentstore.errors import BlobNotFound, DigestMismatch, IngestLocked, SizeMismatch
+from contentstore.local.fsutil import FileLock, atomic_file, atomic_write, fsync_dir
 from contentstore.model import digest as digests
 from contentstore.model.digest import Digest
-from contentstore.errors import BlobNotFound, DigestMismatch, IngestLocked, SizeMismatch
 from contentstore.model.limits import CHUNK_SIZE
-from contentstore.local.fsutil import FileLock, atomic_file, atomic_write, fsync_dir
+
 
 class BlobInfo(NamedTuple):
     """A stored blob: ``digest, size = store.put(...)`` works too."""

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from contentstore.model import mediatypes
 from contentstore.errors import InvalidManifest, ReferenceNotFound
 from contentstore.local.fsutil import FileLock, atomic_write
+from contentstore.model import mediatypes
 from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor
 
 

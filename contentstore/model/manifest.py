@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from contentstore.errors import InvalidManifest, PlatformNotFound
 from contentstore.model import digest as digests
 from contentstore.model.digest import Digest
-from contentstore.errors import InvalidManifest, PlatformNotFound
 from contentstore.model.limits import MAX_MANIFEST_SIZE
 from contentstore.model.platform import Platform
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from contentstore.model.digest import Digest
 from contentstore.errors import InvalidDigest, InvalidReference
+from contentstore.model.digest import Digest
 
 DEFAULT_REGISTRY = "docker.io"
 LEGACY_DEFAULT_REGISTRY = "index.docker.io"

@@ -20,12 +20,11 @@ from typing import Iterable
 
 import pluggy
 
-from contentstore.plugin import spec as hookspecs
-
-from contentstore.model import mediatypes
 from contentstore.errors import ContentStoreError, PluginError, UnsupportedMediaType
+from contentstore.model import mediatypes
 from contentstore.model.manifest import Manifest
 from contentstore.plugin import ENTRY_POINT_GROUP, PROJECT_NAME
+from contentstore.plugin import spec as hookspecs
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import requests
 
-from contentstore.remote.credentials import Credentials
 from contentstore.errors import RegistryError, Unauthorized
+from contentstore.remote.credentials import Credentials
 from contentstore.remote.transport import TIMEOUT, error_codes, unreachable
 
 _PARAM = re.compile(r'([\w.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s"]*))')

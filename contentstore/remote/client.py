@@ -16,15 +16,14 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
-from contentstore.remote.auth import Authenticator, scope_for
-from contentstore.remote.credentials import Credentials
+from contentstore.errors import ManifestTooLarge, NotV2Registry, RegistryError, Unauthorized
 from contentstore.model.digest import Digest
 from contentstore.model.endpoint import Endpoint
-from contentstore.errors import (ManifestTooLarge, NotV2Registry, RegistryError, Unauthorized)
-from contentstore.model.manifest import MAX_MANIFEST_SIZE
 from contentstore.model.limits import CHUNK_SIZE
-from contentstore.remote.transport import (TIMEOUT, make_session, raise_for_status,
-                        unreachable)
+from contentstore.model.manifest import MAX_MANIFEST_SIZE
+from contentstore.remote.auth import Authenticator, scope_for
+from contentstore.remote.credentials import Credentials
+from contentstore.remote.transport import TIMEOUT, make_session, raise_for_status, unreachable
 
 PING_RETRIES = 1
 

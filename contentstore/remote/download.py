@@ -18,15 +18,15 @@ from dataclasses import dataclass
 
 import requests
 
+from contentstore.errors import Cancelled, DigestMismatch, RegistryUnreachable
 from contentstore.image.compression import DiffIDHasher, diff_id_of
 from contentstore.local.content import BlobInfo
+from contentstore.local.interfaces import BlobStore
+from contentstore.local.metadata import Metadata
 from contentstore.model.digest import Digest
-from contentstore.errors import Cancelled, DigestMismatch, RegistryUnreachable
 from contentstore.model.manifest import Descriptor
 from contentstore.progress import ProgressEvent
 from contentstore.remote.client import RegistryClient, iter_body
-from contentstore.local.interfaces import BlobStore
-from contentstore.local.metadata import Metadata
 from contentstore.remote.transport import ATTEMPTS, Backoff
 
 log = logging.getLogger(__name__)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import requests
 
 from contentstore.config import Config
+from contentstore.errors import InvalidReference, Unauthorized
+from contentstore.model.reference import DEFAULT_REGISTRY, LEGACY_DEFAULT_REGISTRY, Reference, is_registry_host
 from contentstore.plugin.manager import Plugins
 from contentstore.remote import fallback
 from contentstore.remote.auth import Challenge
-from contentstore.remote.credentials import Credentials, CredentialStore
-from contentstore.errors import InvalidReference, Unauthorized
-from contentstore.model.reference import DEFAULT_REGISTRY, LEGACY_DEFAULT_REGISTRY, Reference, is_registry_host
 from contentstore.remote.client import RegistryClient
+from contentstore.remote.credentials import Credentials, CredentialStore
 from contentstore.remote.transport import TIMEOUT, raise_for_status, unreachable
 
 

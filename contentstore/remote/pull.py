@@ -15,10 +15,17 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from contentstore.config import Config
-from contentstore.errors import (ContentStoreError, DigestMismatch, InvalidManifest, InvalidReference,
-                                 PlatformNotFound, RegistryError, RemoteNotFound, UnsupportedMediaType,
-                                 VerificationError)
+from contentstore.errors import (
+    ContentStoreError,
+    DigestMismatch,
+    InvalidManifest,
+    InvalidReference,
+    PlatformNotFound,
+    RegistryError,
+    RemoteNotFound,
+    UnsupportedMediaType,
+    VerificationError,
+)
 from contentstore.local.interfaces import BlobStore, ReferenceIndex
 from contentstore.local.leases import Leases
 from contentstore.local.manifests import Manifests
@@ -29,11 +36,10 @@ from contentstore.model.limits import MAX_MANIFEST_SIZE
 from contentstore.model.manifest import Descriptor, ImageManifest, Manifest, ManifestIndex
 from contentstore.model.platform import Platform
 from contentstore.model.reference import Reference
-from contentstore.plugin.manager import Plugins
-from contentstore.progress import ProgressCallback, ProgressEvent, quiet
+from contentstore.progress import ProgressEvent
 from contentstore.remote import fallback
+from contentstore.remote.access import RegistryAccess
 from contentstore.remote.client import RegistryClient
-from contentstore.remote.credentials import CredentialStore
 from contentstore.remote.download import download, short_id
 
 log = logging.getLogger(__name__)
@@ -84,18 +90,15 @@ class Puller:
     """Pulls into the local store's parts: blobs, references, metadata, manifests."""
 
     def __init__(self, blobs: BlobStore, references: ReferenceIndex, metadata: Metadata,
-                 manifests: Manifests, plugins: Plugins, leases: Leases, config: Config,
-                 progress: ProgressCallback | None = None, credentials: CredentialStore | None = None):
+                 manifests: Manifests, leases: Leases, access: RegistryAccess):
         self.blobs = blobs
         self.references = references
         self.metadata = metadata
         self.manifests = manifests
-        self.plugins = plugins
         self.leases = leases
-        self.config = config
-        self.emit = progress if progress is not None else quiet
-        self.credentials = credentials or CredentialStore()
-        self.connect = fallback.client_factory(plugins, lambda endpoint: self.credentials.get(endpoint.host))
+        self.access = access
+        self.plugins = access.plugins
+        self.emit = access.emit
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -110,17 +113,17 @@ class Puller:
             return self._with_fallback(reference, all_tags)
 
     def _with_fallback(self, reference: Reference, all_tags: bool) -> list[PullResult]:
-        candidates = fallback.endpoints(reference, self.config, self.plugins)
+        candidates = self.access.endpoints(reference)
         pinned = None
         if reference.tag and not all_tags and any(c.mirror for c in candidates):
             # A mirror may hold a stale tag: ask the registry itself what the tag is now
             # (a HEAD, which Docker Hub does not count as a pull), then fetch that digest.
             pinned = self._resolve_tag(reference, [c for c in candidates if not c.mirror])
         results, endpoint = fallback.on_each_endpoint(
-            candidates, self.connect,
+            candidates, self.access.connect,
             lambda client: self._pull_repository(client, reference, all_tags, pinned),
             continue_on_error=self.plugins.continue_on_error,
-            notify=lambda line: self.emit(ProgressEvent(None, line)))
+            notify=self.access.say)
         if endpoint.mirror:
             self.emit(ProgressEvent(None, f"Pulled from mirror {endpoint.url}"))
         return results
@@ -133,7 +136,7 @@ class Puller:
             return digest
 
         try:
-            digest, _ = fallback.on_each_endpoint(upstreams, self.connect, head,
+            digest, _ = fallback.on_each_endpoint(upstreams, self.access.connect, head,
                                                   continue_on_error=lambda *args: True)
         except ContentStoreError as error:
             log.debug("cannot resolve %s on the registry itself: %s", reference, error)
@@ -325,7 +328,7 @@ class Puller:
 
     def _start_layers(self, job: _Job, layers, compressions, cancel: threading.Event):
         """Download ``layers``, ``max_concurrent_downloads`` at a time; futures in order."""
-        workers = max(1, self.config.max_concurrent_downloads)
+        workers = max(1, self.access.config.max_concurrent_downloads)
         waiting = 0
         for layer in layers:
             present = self.blobs.exists(layer.digest)

@@ -15,9 +15,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from contentstore.config import Config
-from contentstore.errors import (BlobNotFound, DigestMismatch, InvalidReference, RegistryError,
-                                 RegistryUnreachable)
+from contentstore.errors import BlobNotFound, DigestMismatch, InvalidReference, RegistryError, RegistryUnreachable
 from contentstore.local.interfaces import BlobReader
 from contentstore.local.leases import Leases
 from contentstore.local.manifests import Manifests
@@ -26,12 +24,11 @@ from contentstore.model.digest import Digest
 from contentstore.model.limits import MAX_MANIFEST_SIZE
 from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor, ImageManifest, Manifest, ManifestIndex
 from contentstore.model.reference import Reference
-from contentstore.plugin.manager import Plugins
-from contentstore.progress import ProgressCallback, ProgressEvent, quiet
+from contentstore.progress import ProgressEvent, quiet
 from contentstore.remote import fallback
+from contentstore.remote.access import RegistryAccess
 from contentstore.remote.auth import scope_for
 from contentstore.remote.client import RegistryClient
-from contentstore.remote.credentials import CredentialStore
 from contentstore.remote.download import short_id
 from contentstore.remote.transport import ATTEMPTS, Backoff
 
@@ -54,17 +51,15 @@ class PushResult:
 class Pusher:
     """Pushes from the local store's parts it is handed (blobs, metadata, manifests)."""
 
-    def __init__(self, blobs: BlobReader, metadata: Metadata, manifests: Manifests, plugins: Plugins,
-                 leases: Leases, config: Config, progress: ProgressCallback | None = None,
-                 credentials: CredentialStore | None = None):
+    def __init__(self, blobs: BlobReader, metadata: Metadata, manifests: Manifests, leases: Leases,
+                 access: RegistryAccess):
         self.blobs = blobs
         self.metadata = metadata
         self.manifests = manifests
-        self.plugins = plugins
         self.leases = leases
-        self.config = config
-        self.emit = progress if progress is not None else quiet
-        self.credentials = credentials or CredentialStore()
+        self.access = access
+        self.config = access.config
+        self.emit = access.emit
 
     def push(self, src: str, descriptor: Descriptor, dest: str | None = None) -> PushResult:
         """Push the local image ``descriptor`` (which ``src`` named) to ``dest``, by default
@@ -89,10 +84,9 @@ class Pusher:
         return target
 
     def _with_endpoints(self, target: Reference, descriptor: Descriptor, manifest: Manifest) -> PushResult:
-        candidates = fallback.endpoints(target, self.config, self.plugins, mirrors=False)
-        connect = fallback.client_factory(self.plugins, lambda endpoint: self.credentials.get(endpoint.host))
         result, _ = fallback.on_each_endpoint(
-            candidates, connect, lambda client: _PushJob(self, client, target).run(descriptor, manifest))
+            self.access.endpoints(target, mirrors=False), self.access.connect,
+            lambda client: _PushJob(self, client, target).run(descriptor, manifest))
         return result
 
 

@@ -19,9 +19,15 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from contentstore.errors import (
+    Denied,
+    RegistryError,
+    RegistryUnreachable,
+    RemoteNotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 from contentstore.version import __version__
-from contentstore.errors import (Denied, RegistryError, RegistryUnreachable, RemoteNotFound,
-                     TooManyRequests, Unauthorized)
 
 USER_AGENT = f"contentstore/{__version__} python-requests/{requests.__version__}"
 
