@@ -30,12 +30,16 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
 
 from contentstore.model import mediatypes as mt
 from contentstore.model.manifest import Descriptor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from contentstore.store import Store
 
 REGISTRY_BINARY = "docker-registry"
 
@@ -210,7 +214,7 @@ def make_layer(files: dict[str, bytes | str], compress: bool = True) -> tuple[by
     return blob, diff_id
 
 
-def build_image(store, ref: str | None, files: dict | None = None, platform=("linux", "amd64", None),
+def build_image(store: "Store", ref: str | None, files: dict | None = None, platform=("linux", "amd64", None),
                 layers: list[dict] | None = None) -> Descriptor:
     """Put an OCI image (config, layers, manifest) into ``store`` and tag it ``ref``."""
     layer_descriptors, diff_ids = [], []
@@ -245,7 +249,7 @@ def build_image(store, ref: str | None, files: dict | None = None, platform=("li
     return descriptor
 
 
-def build_index(store, ref: str, platforms: list[tuple]) -> Descriptor:
+def build_index(store: "Store", ref: str, platforms: list[tuple]) -> Descriptor:
     """An OCI index with one single-layer image per platform, tagged ``ref``."""
     entries = []
     for platform in platforms:
@@ -261,7 +265,7 @@ def build_index(store, ref: str, platforms: list[tuple]) -> Descriptor:
     return Descriptor(mt.OCI_INDEX, info.digest, info.size)
 
 
-def image_from_layers(store, ref: str | None, layers: list[tuple[bytes, str, str]],
+def image_from_layers(store: "Store", ref: str | None, layers: list[tuple[bytes, str, str]],
                       platform=("linux", "amd64")) -> Descriptor:
     """Put an OCI image made of ready layer blobs into ``store``; tag it ``ref``.
 
