@@ -63,7 +63,30 @@ class CredentialStore:
             return {}
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{self.path}: cannot read Docker config: {exc}") from None
-        return data if isinstance(data, dict) else {}
+        self._check(data)
+        return data
+
+    def _check(self, data) -> None:
+        """The parts of config.json that are read must have the types docker writes."""
+        def wrong(where: str, kind: str):
+            return ConfigError(f"{self.path}: invalid Docker config: {where} must be {kind}")
+
+        if not isinstance(data, dict):
+            raise wrong("the file", "a JSON object")
+        for section in ("auths", "credHelpers"):
+            if not isinstance(data.get(section) or {}, dict):
+                raise wrong(repr(section), "an object")
+        if not isinstance(data.get("credsStore") or "", str):
+            raise wrong("'credsStore'", "a string")
+        for key, helper in (data.get("credHelpers") or {}).items():
+            if not isinstance(helper, str):
+                raise wrong(f"credHelpers[{key!r}]", "a string")
+        for key, entry in (data.get("auths") or {}).items():
+            if not isinstance(entry, dict):
+                raise wrong(f"auths[{key!r}]", "an object")
+            for field in ("auth", "identitytoken", "username", "password"):
+                if not isinstance(entry.get(field) or "", str):
+                    raise wrong(f"auths[{key!r}].{field}", "a string")
 
     def helper_for(self, registry: str, config: dict | None = None) -> str | None:
         config = self.load() if config is None else config
@@ -84,7 +107,7 @@ class CredentialStore:
                 return found
         host = _host_of(config_key(registry))
         for key, entry in (config.get("auths") or {}).items():
-            if _host_of(key) != host or not isinstance(entry, dict):
+            if _host_of(key) != host:
                 continue
             if entry.get("identitytoken"):
                 return Credentials(identity_token=entry["identitytoken"],
