@@ -76,7 +76,8 @@ json_values = st.recursive(scalars, lambda children: st.one_of(
 
 
 def descriptor_json():
-    return st.fixed_dictionaries({"mediaType": st.sampled_from([mt.OCI_MANIFEST, mt.OCI_LAYER_GZIP, ""]) | st.text(max_size=5),
+    media_types = st.sampled_from([mt.OCI_MANIFEST, mt.OCI_LAYER_GZIP, ""]) | st.text(max_size=5)
+    return st.fixed_dictionaries({"mediaType": media_types,
                                   "digest": st.sampled_from([DIGEST, "sha512:" + "b" * 128]) | scalars,
                                   "size": st.integers(min_value=-5, max_value=2 ** 64) | scalars},
                                  optional={"platform": json_values, "annotations": json_values,
@@ -172,7 +173,8 @@ def test_references(text):
 
 
 @FUZZ
-@given(text=st.text(max_size=40) | st.sampled_from(["linux/arm64/v9.0", "linux/armel", "windows/amd64/v3", "/", "a//b"]))
+@given(text=st.text(max_size=40) | st.sampled_from(["linux/arm64/v9.0", "linux/armel", "windows/amd64/v3", "/",
+                                                   "a//b"]))
 def test_platforms(text):
     FUZZ_COUNTS["platforms"] += 1
     outcome_is_clean(Platform.parse, text)
