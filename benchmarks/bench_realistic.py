@@ -33,8 +33,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import (CONTENTSTORE, Contest, alternate, blob_urls, build_image, curl_floor, fresh,
-                    python_stdlib, run_synced)
+from common import (
+    CONTENTSTORE,
+    Contest,
+    alternate,
+    blob_urls,
+    build_image,
+    curl_floor,
+    fresh,
+    python_stdlib,
+    run_synced,
+)
 
 from contentstore import Store
 from contentstore.testing import push, start_registry

@@ -29,7 +29,6 @@ import zstandard
 
 from contentstore import Store
 from contentstore.model import mediatypes as mt
-from contentstore.model.limits import CHUNK_SIZE
 
 CONTENTSTORE = [sys.executable, "-m", "contentstore"]
 GNU_TIME = "/usr/bin/time"  # Debian package time
