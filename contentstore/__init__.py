@@ -12,8 +12,24 @@ and at the top :mod:`contentstore.store`, :mod:`contentstore.cli` and
 """
 
 from contentstore.errors import ContentStoreError
-from contentstore.model.reference import Reference
-from contentstore.store import Image, Store
 from contentstore.version import __version__
 
 __all__ = ["Store", "Image", "Reference", "ContentStoreError", "__version__"]
+
+_LAZY = {"Store": "contentstore.store", "Image": "contentstore.store", "Reference": "contentstore.model.reference"}
+
+
+def __getattr__(name: str):
+    """``Store``, ``Image`` and ``Reference`` are imported on first use, so that the command
+    line starts without loading the store for ``--help``."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'contentstore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

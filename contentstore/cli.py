@@ -13,19 +13,17 @@ import os
 import shutil
 import sys
 
+from typing import TYPE_CHECKING
+
+from contentstore.errors import ContentStoreError, UsageError
+from contentstore.model.reference import Reference
+from contentstore.progress import for_stream, human_size, quiet
 from contentstore.version import __version__
 
-from contentstore.plugin import manager as pluginmanager
-from contentstore.errors import ContentStoreError
-from contentstore.progress import for_stream, human_size, quiet
-from contentstore.model.reference import Reference
-from contentstore.store import Store
+if TYPE_CHECKING:  # pragma: no cover
+    from contentstore.store import Store
 
 PROG = "contentstore"
-
-
-class UsageError(Exception):
-    """A command was called the wrong way: exit status 2."""
 
 
 class Context:
@@ -37,7 +35,11 @@ class Context:
 
     @property
     def store(self) -> Store:
+        """The store, opened on first use: ``--help`` and usage errors import none of it."""
         if self._store is None:
+            from contentstore.plugin import manager as pluginmanager
+            from contentstore.store import Store
+
             disabled = {name[3:] for name in self.args.plugin_options if name.startswith("no:")}
             plugins = pluginmanager.create(disabled=disabled)
             for failure in plugins.failures:

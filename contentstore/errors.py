@@ -12,6 +12,10 @@ class ContentStoreError(Exception):
     """Base class of every error contentstore raises on purpose."""
 
 
+class UsageError(ContentStoreError):
+    """A command was called the wrong way (the command line exits with status 2)."""
+
+
 # -- bad input ---------------------------------------------------------------------------
 
 
