@@ -65,7 +65,8 @@ def cmd_pull(ctx: Context) -> int:
     progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
     store = ctx.store
     result = store.pull(ctx.args.ref, platform=ctx.args.platform, all_platforms=ctx.args.all_platforms,
-                        all_tags=ctx.args.all_tags, progress=progress)
+                        all_tags=ctx.args.all_tags, progress=progress,
+                        verify_diffids=True if ctx.args.verify_diffids else None)
     if ctx.args.all_tags:
         ctx.out(Reference.parse(ctx.args.ref, default_tag=None).name)
     else:
@@ -269,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "multi-platform image (default: this host's)")
     pull.add_argument("--all-platforms", action="store_true", help="keep every platform of an index")
     pull.add_argument("-a", "--all-tags", action="store_true", help="pull every tag of the repository")
+    pull.add_argument("--verify-diffids", action="store_true", help="inflate each layer during the pull to "
+                      "check its diffID against the image config (default: at first decompression)")
     pull.set_defaults(func=cmd_pull)
 
     push = commands.add_parser("push", help="push a local image (manifest list included) to a registry")

@@ -21,7 +21,8 @@ from contentstore.errors import ConfigError
 CONFIG_ENV = "CONTENTSTORE_CONFIG"
 
 _TOP_KEYS = {"registry": dict, "max_concurrent_downloads": int, "max_concurrent_uploads": int,
-             "upload_chunk_size": int}
+             "upload_chunk_size": int, "pull": dict}
+_PULL_KEYS = {"verify_diffids": bool}
 _REGISTRY_KEYS = {"mirrors": list, "insecure": bool, "mirror_fallback": bool}
 
 
@@ -48,6 +49,8 @@ class Config:
     max_concurrent_uploads: int = 5
     #: Blobs larger than this are uploaded in PATCH chunks of this size; smaller in one PUT.
     upload_chunk_size: int = 32 * 1024 * 1024
+    #: ``[pull] verify_diffids``: inflate every layer during the pull to check its diffID.
+    verify_diffids: bool = False
 
     def registry(self, host: str) -> RegistryConfig:
         return self.registries.get(host, RegistryConfig())
@@ -113,6 +116,8 @@ def _build(path: Path, text: str, data: dict) -> Config:
             insecure=table.get("insecure", False),
             mirror_fallback=table.get("mirror_fallback", True),
         )
+    pull = data.get("pull", {})
+    _check(path, text, pull, _PULL_KEYS, " in [pull]")
     for key in ("max_concurrent_downloads", "max_concurrent_uploads", "upload_chunk_size"):
         if key in data and data[key] < 1:
             raise ConfigError(f"{path}:{_line_of(text, key)}: {key!r} must be at least 1")
@@ -122,4 +127,5 @@ def _build(path: Path, text: str, data: dict) -> Config:
         max_concurrent_downloads=data.get("max_concurrent_downloads", 3),
         max_concurrent_uploads=data.get("max_concurrent_uploads", 5),
         upload_chunk_size=data.get("upload_chunk_size", Config.upload_chunk_size),
+        verify_diffids=pull.get("verify_diffids", False),
     )

@@ -304,13 +304,20 @@ class Store:
     # -- registries ----------------------------------------------------------------------
 
     def pull(self, ref: str, platform: str | Platform | None = None, all_platforms: bool = False,
-             all_tags: bool = False, progress: ProgressCallback | None = None):
+             all_tags: bool = False, progress: ProgressCallback | None = None,
+             verify_diffids: bool | None = None):
         """Pull ``ref`` from its registry into the store, as ``docker pull`` does.
+
+        Every blob's digest is verified as it downloads. A layer's diffID is verified where
+        the layer is first decompressed (unpack, export to a docker-archive), or during the
+        pull with ``verify_diffids``.
 
         :param platform: ``os/arch[/variant]`` to select from an index (default: the host's).
         :param all_platforms: keep every platform of an index.
         :param all_tags: pull every tag of the repository ``ref`` names.
         :param progress: called with each :class:`~contentstore.progress.ProgressEvent`.
+        :param verify_diffids: inflate each layer during the pull to check its diffID
+            (default: ``verify_diffids`` under ``[pull]`` in the configuration).
         :return: the pulled :class:`Image` (a list of them with ``all_tags``).
         """
         from contentstore.remote.pull import Puller
@@ -318,7 +325,10 @@ class Store:
         wanted = Platform.parse(platform) if isinstance(platform, str) else platform
         puller = Puller(self.content, self.layout, self.metadata, self.manifests, self.leases,
                         self._access(progress))
-        results = puller.pull(ref, platform=wanted, all_platforms=all_platforms, all_tags=all_tags)
+        if verify_diffids is None:
+            verify_diffids = self.config.verify_diffids
+        results = puller.pull(ref, platform=wanted, all_platforms=all_platforms, all_tags=all_tags,
+                              verify_diffids=verify_diffids)
         images = [self._pulled_image(result) for result in results]
         return images if all_tags else images[0]
 

@@ -63,7 +63,7 @@ def test_pull_oci_image_made_by_umoci(registry, tmp_path, store):
 
 def test_pull_schema2_keeps_docker_media_types(registry, source, store):
     ref = push_built(source, registry, "team/schema2:v1", "--format", "v2s2")
-    image = store.pull(ref)
+    image = store.pull(ref, verify_diffids=True)
     assert image.media_type == mt.DOCKER_MANIFEST
     assert image.config.media_type == mt.DOCKER_CONFIG
     assert image.digest == remote_digest(ref)
@@ -146,7 +146,7 @@ def test_pull_all_platforms(registry, source, store):
 def test_pull_zstd_layers(registry, store):
     ref = push_test_image(registry, "team/zstd:1", {"big.txt": "zstd " * 20000},
                           "--format", "oci", "--dest-compress-format", "zstd")
-    image = store.pull(ref)
+    image = store.pull(ref, verify_diffids=True)
     assert image.layers[0].media_type == mt.OCI_LAYER_ZSTD
     config = json.loads(store.content.read(image.config.digest))
     assert config["rootfs"]["diff_ids"][0] == store.metadata.diff_id(image.layers[0].digest)

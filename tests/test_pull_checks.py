@@ -13,6 +13,7 @@ import tarfile
 import pytest
 from servers import upload
 
+from contentstore import Store
 from contentstore.errors import ManifestTooLarge, UnsupportedMediaType, VerificationError
 from contentstore.model import mediatypes as mt
 
@@ -45,13 +46,32 @@ def image_parts(diff_ids=None, config_type=mt.OCI_CONFIG, layer_type=mt.OCI_LAYE
     return [layer, config], manifest
 
 
-def test_diff_id_mismatch_fails_the_pull(registry, store):
+def test_diff_id_mismatch_fails_a_pull_that_verifies_diffids(registry, store):
     blobs, manifest = image_parts(diff_ids=["sha256:" + "1" * 64])
     upload(registry.url, "team/liar", blobs, manifest, mt.OCI_MANIFEST, "1")
     with pytest.raises(VerificationError) as info:
-        store.pull(f"{registry.host}/team/liar:1")
+        store.pull(f"{registry.host}/team/liar:1", verify_diffids=True)
     assert "layers from manifest don't match image configuration" in str(info.value)
     assert store.images() == []
+
+
+def test_diff_ids_are_left_to_the_first_decompression_by_default(registry, store, tmp_path):
+    """A plain pull verifies digests only (no layer is inflated), as containerd does; the
+    config's diffIDs are checked where a layer is first decompressed."""
+    blobs, manifest = image_parts(diff_ids=["sha256:" + "1" * 64])
+    upload(registry.url, "team/lazy", blobs, manifest, mt.OCI_MANIFEST, "1")
+    ref = f"{registry.host}/team/lazy:1"
+    image = store.pull(ref)
+    assert store.exists(image.layers[0].digest) and store.metadata.diff_id(image.layers[0].digest) is None
+    # --verify-diffids on the command line, and [pull] verify_diffids in the config
+    root = tmp_path / "cli-store"
+    cli = subprocess.run([sys.executable, "-m", "contentstore", "--root", str(root), "-q", "pull",
+                          "--verify-diffids", ref], capture_output=True, text=True)
+    assert cli.returncode == 1 and "don't match image configuration" in cli.stderr
+    config = tmp_path / "verify.toml"
+    config.write_text("[pull]\nverify_diffids = true\n")
+    with pytest.raises(VerificationError):
+        Store(tmp_path / "configured", config=config).pull(ref)
 
 
 def test_layer_count_mismatch_fails_the_pull(registry, store):

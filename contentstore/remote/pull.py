@@ -103,12 +103,16 @@ class Puller:
     # -- entry point ---------------------------------------------------------------------
 
     def pull(self, text: str, platform: Platform | None = None, all_platforms: bool = False,
-             all_tags: bool = False) -> list[PullResult]:
+             all_tags: bool = False, verify_diffids: bool = False) -> list[PullResult]:
+        """Pull ``text``; with ``verify_diffids``, inflate each layer as it downloads and
+        check its diffID against the image config (else that is left to the first
+        decompression: unpack, export to a docker-archive)."""
         reference = Reference.parse(text, default_tag=None if all_tags else "latest")
         if all_tags and (reference.tag or reference.digest):
             raise InvalidReference("tag can't be used with --all-tags/-a")
         self.platform = platform
         self.all_platforms = all_platforms
+        self.verify_diffids = verify_diffids
         with self.leases.lease():
             return self._with_fallback(reference, all_tags)
 
@@ -283,7 +287,8 @@ class Puller:
             # The config comes alongside the layers, as in Docker; a bad config stops them.
             config_future = config_pool.submit(download, job.client, job.reference.repository,
                                                self.blobs, self.metadata, manifest.config, cancel=cancel)
-            layer_futures = self._start_layers(job, layers, compressions, cancel)
+            inflate = compressions if self.verify_diffids else [None] * len(layers)
+            layer_futures = self._start_layers(job, layers, inflate, cancel)
             try:
                 config = ImageConfig.parse(self.blobs.read(config_future.result().blob.digest, MAX_MANIFEST_SIZE))
                 diff_ids = config.diff_ids
@@ -295,7 +300,7 @@ class Puller:
                 cancel.set()
                 raise
         job.fetched_any = job.fetched_any or any(r.fetched for r in results)
-        if diff_ids is not None:
+        if diff_ids is not None and self.verify_diffids:
             for layer, result, expected in zip(layers, results, diff_ids):
                 if result.diff_id != expected:
                     raise VerificationError(
