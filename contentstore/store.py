@@ -16,22 +16,30 @@ from typing import BinaryIO, ContextManager
 
 import platformdirs
 
-from contentstore.local import maintenance
 from contentstore import config as configuration
-from contentstore.plugin import manager as pluginmanager
+from contentstore.errors import (
+    ArchiveError,
+    BlobNotFound,
+    ContentStoreError,
+    InvalidManifest,
+    InvalidReference,
+    ReferenceNotFound,
+)
+from contentstore.local import maintenance
 from contentstore.local.content import BlobInfo, ContentStore, IngestWriter
-from contentstore.model.digest import Digest, is_valid
-from contentstore.errors import ArchiveError, BlobNotFound, ContentStoreError, InvalidManifest, InvalidReference, ReferenceNotFound
 from contentstore.local.layout import Layout
 from contentstore.local.leases import Leases
 from contentstore.local.manifests import Manifests
+from contentstore.local.metadata import Metadata
+from contentstore.local.ociview import ORIGINAL_DIGEST_ANNOTATION, OciView
+from contentstore.model.digest import Digest, is_valid
 from contentstore.model.imageconfig import ImageConfig
 from contentstore.model.limits import MAX_MANIFEST_SIZE
 from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor, ImageManifest, Manifest, ManifestIndex
-from contentstore.local.metadata import Metadata
 from contentstore.model.platform import Platform
-from contentstore.progress import ProgressCallback, quiet
 from contentstore.model.reference import Reference
+from contentstore.plugin import manager as pluginmanager
+from contentstore.progress import ProgressCallback, quiet
 
 APP_NAME = "contentstore"
 ROOT_ENV = "CONTENTSTORE_ROOT"
@@ -85,6 +93,7 @@ class Store:
         self.leases = Leases(self.state_dir)
         self.plugins = plugins if plugins is not None else pluginmanager.create()
         self.manifests = Manifests(self.content, self.plugins, self.metadata)
+        self.view = OciView(self.content, self.manifests, self.plugins, self.metadata)
         self._config = config
 
     @property
@@ -164,7 +173,11 @@ class Store:
         raise ReferenceNotFound(str(parsed))
 
     def tag(self, src: str, dest: str) -> str:
-        """Make ``dest`` point where ``src`` (a reference or a digest) points."""
+        """Make ``dest`` point where ``src`` (a reference or a digest) points.
+
+        A Docker-typed manifest or index is named through its OCI form (made if needed), so
+        that every OCI tool reads the new reference; the entry keeps the original's digest.
+        """
         target = self.resolve(src)
         if not self.content.exists(target.digest):
             raise BlobNotFound(target.digest)
@@ -172,9 +185,27 @@ class Store:
         if parsed.digest:
             raise InvalidReference(f"refusing to create a tag with a digest reference: {dest}")
         name = str(parsed)
-        clean = Descriptor(target.media_type, target.digest, target.size, target.platform)
-        self.layout.tag(name, clean)
+        self._upgrade_once()
+        known_as = target.annotations.get(ORIGINAL_DIGEST_ANNOTATION)
+        entry = self._entry(target, known_as)
+        self.layout.tag(name, entry)
         return name
+
+    def _entry(self, target: Descriptor, registry_digest: str | None = None) -> Descriptor:
+        """The named-entry form of ``target``: OCI-typed, naming the registry's digest."""
+        if not self.plugins.is_manifest_type(target.media_type):
+            return Descriptor(target.media_type, target.digest, target.size, target.platform)
+        return self.view.entry(target, registry_digest=registry_digest)
+
+    def _upgrade_once(self) -> None:
+        """Point Docker-typed named entries left by an older contentstore at their OCI
+        forms (once per store; registry digests are kept)."""
+        marker = self.state_dir / "oci-view"
+        if marker.exists():
+            return
+        with self.lease():
+            self.view.upgrade(self.layout)
+        marker.touch()
 
     def untag(self, ref: str) -> list[str]:
         """Remove the local reference ``ref``; return the names removed.
@@ -220,13 +251,29 @@ class Store:
             for name, descriptor in sorted(self.layout.names().items())
         ]
 
-    def _image(self, name: str | None, descriptor: Descriptor, wanted: Platform | None,
+    def _described(self, entry: Descriptor) -> Descriptor:
+        """The document the registry digest of ``entry`` names: the original a converted
+        (OCI) entry was made from, when it is stored under that digest; else the entry."""
+        known_as = entry.annotations.get(ORIGINAL_DIGEST_ANNOTATION)
+        if not known_as or known_as == entry.digest:
+            return entry
+        original = self.view.original(entry)
+        if original.digest != known_as:
+            return entry  # schema1: the registry digest is that of the signed payload
+        return Descriptor(original.media_type, original.digest, original.size, entry.platform,
+                          dict(entry.annotations))
+
+    def _image(self, name: str | None, entry: Descriptor, wanted: Platform | None,
                strict: bool) -> Image:
-        image = Image(name, descriptor.digest, descriptor.media_type, size=self._size(descriptor))
-        if not self.content.exists(descriptor.digest):
+        known_as = Digest(entry.annotations.get(ORIGINAL_DIGEST_ANNOTATION) or entry.digest)
+        image = Image(name, known_as, entry.media_type, size=self._size(entry))
+        if not self.content.exists(entry.digest):
             if strict:
-                raise BlobNotFound(descriptor.digest)
+                raise BlobNotFound(entry.digest)
             return image
+        descriptor = self._described(entry)
+        if not self.content.exists(descriptor.digest):
+            descriptor = entry
         top = self.manifest(descriptor)
         image.media_type = top.media_type
         chosen, manifest = self._select(descriptor, top, wanted, strict)
@@ -275,20 +322,23 @@ class Store:
     def inspect(self, ref: str, platform: str | None = None) -> dict:
         """A JSON-able summary: digest, media type, platform, config, layers (and the
         platforms an index offers)."""
-        descriptor = self.resolve(ref)
+        entry = self.resolve(ref)
+        descriptor = self._described(entry)
         top = self.manifest(descriptor)
         result: dict = {
-            "reference": descriptor.annotations.get(REF_NAME_ANNOTATION),
-            "digest": str(descriptor.digest),
+            "reference": entry.annotations.get(REF_NAME_ANNOTATION),
+            "digest": str(entry.annotations.get(ORIGINAL_DIGEST_ANNOTATION) or entry.digest),
             "mediaType": top.media_type,
             "size": self.content.size(descriptor.digest),
         }
+        if entry.digest != result["digest"]:
+            result["ociDigest"] = str(entry.digest)  # what OCI tools see in index.json
         if isinstance(top, ManifestIndex):
             result["manifests"] = [
                 {**m.to_json(), "present": self.content.exists(m.digest)} for m in top.manifests
             ]
         try:
-            image = self._image(result["reference"], descriptor,
+            image = self._image(result["reference"], entry,
                                 Platform.parse(platform) if platform else None,
                                 strict=bool(platform))
         except BlobNotFound:
@@ -323,7 +373,8 @@ class Store:
         from contentstore.remote.pull import Puller
 
         wanted = Platform.parse(platform) if isinstance(platform, str) else platform
-        puller = Puller(self.content, self.layout, self.metadata, self.manifests, self.leases,
+        self._upgrade_once()
+        puller = Puller(self.content, self.layout, self.metadata, self.manifests, self.view, self.leases,
                         self._access(progress))
         if verify_diffids is None:
             verify_diffids = self.config.verify_diffids
@@ -334,7 +385,7 @@ class Store:
 
     def _pulled_image(self, result) -> Image:
         """The :class:`Image` of a pull, from what the pull parsed (nothing read twice)."""
-        image = Image(str(result.reference), result.descriptor.digest, result.manifest.media_type,
+        image = Image(str(result.reference), result.registry_digest, result.manifest.media_type,
                       size=self._size(result.descriptor))
         pulled = result.image
         if pulled is not None:
@@ -350,7 +401,7 @@ class Store:
         from contentstore.remote.push import Pusher
 
         pusher = Pusher(self.content, self.metadata, self.manifests, self.leases, self._access(progress))
-        return pusher.push(src, self.resolve(src), dest)
+        return pusher.push(src, self._described(self.resolve(src)), dest)
 
     def _access(self, progress: ProgressCallback | None):
         from contentstore.remote.access import RegistryAccess
@@ -409,8 +460,12 @@ class Store:
         :class:`~contentstore.image.archive.ImportedImage` list."""
         from contentstore.image import archive
 
-        return archive.import_archive(Path(path), self.content, self.layout, self.manifests, self.plugins,
-                                      self.leases)
+        self._upgrade_once()
+        loaded = archive.import_archive(Path(path), self.content, self.layout, self.manifests, self.plugins,
+                                        self.leases)
+        with self.lease():
+            self.view.upgrade(self.layout)  # a docker-archive's images are Docker-typed
+        return loaded
 
     # -- maintenance ---------------------------------------------------------------------
 

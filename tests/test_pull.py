@@ -92,10 +92,13 @@ def test_pull_schema1_is_converted_and_keeps_the_original(registry_factory, sour
     assert config["rootfs"]["diff_ids"] == [str(store.metadata.diff_id(l.digest)) for l in image.layers]
     assert len(image.layers) == 2 and config["architecture"] and config["os"] == "linux"
     assert len(config["history"]) >= 2
-    assert skopeo_inspect(f"oci:{store.root}:{ref}")["Digest"] == image.digest
+    # Image.digest is the registry's; OCI tools see the converted manifest's digest
+    assert image.digest == registry_digest
+    oci_digest = store.inspect(ref)["ociDigest"]
+    assert skopeo_inspect(f"oci:{store.root}:{ref}")["Digest"] == oci_digest
     # the signed original is stored as served (its signature differs per GET, so compare
     # the signed payload, whose digest is the registry's), and gc keeps it
-    original = store.labels(image.digest)["contentstore.gc.ref.content.original"]
+    original = store.labels(oci_digest)["contentstore.gc.ref.content.original"]
     parsed = store.plugins.parse_manifest(None, store.content.read(original))
     assert parsed.media_type == mt.DOCKER_SCHEMA1_SIGNED and parsed.digest == registry_digest
     assert store.gc().removed == [] and store.exists(original)
@@ -120,16 +123,25 @@ def test_pull_multi_platform(registry, source, store, list_format):
     image = store.pull(ref, platform="linux/arm64")
     assert image.media_type == expected_type and image.platform.architecture == "arm64"
     assert store.content.read(image.digest) == raw  # the index is stored as served
-    assert store.resolve(ref).digest == image.digest  # the reference points at the index
+    # the reference points at the index: as served when OCI-typed, else at its OCI form,
+    # which names the registry's digest and lists the platforms pulled
+    entry = store.resolve(ref)
+    assert entry.media_type == mt.OCI_INDEX
+    assert entry.annotations.get("contentstore.original.digest", entry.digest) == image.digest
+    if list_format == "v2s2":
+        assert [m.platform.architecture for m in store.manifest(entry).manifests] == ["arm64"]
     arm = store.pull(ref, platform="linux/arm/v7")
-    assert arm.platform == arm.platform.parse("linux/arm/v7")
+    assert arm.platform == arm.platform.parse("linux/arm/v7") and arm.digest == image.digest
     assert arm.manifest.digest != image.manifest.digest
+    if list_format == "v2s2":
+        assert sorted(m.platform.architecture for m in store.manifest(store.resolve(ref)).manifests) == \
+            ["arm", "arm64"]
     from contentstore.errors import PlatformNotFound
     with pytest.raises(PlatformNotFound) as info:
         store.pull(ref, platform="linux/s390x")
     assert "linux/amd64" in str(info.value) and "linux/arm/v7" in str(info.value)
-    if list_format == "oci":  # skopeo's oci: transport reads no Docker media types (DESIGN.md)
-        assert skopeo_inspect("--override-arch", "arm64", f"oci:{store.root}:{ref}")["Architecture"] == "arm64"
+    # every OCI tool reads it, whatever the registry served
+    assert skopeo_inspect("--override-arch", "arm64", f"oci:{store.root}:{ref}")["Architecture"] == "arm64"
 
 
 def test_pull_all_platforms(registry, source, store):

@@ -30,6 +30,7 @@ from contentstore.local.interfaces import BlobStore, ReferenceIndex
 from contentstore.local.leases import Leases
 from contentstore.local.manifests import Manifests
 from contentstore.local.metadata import ORIGINAL_LABEL, Metadata
+from contentstore.local.ociview import ORIGINAL_DIGEST_ANNOTATION, OciView
 from contentstore.model.digest import Digest, is_valid
 from contentstore.model.imageconfig import ImageConfig
 from contentstore.model.limits import MAX_MANIFEST_SIZE
@@ -60,8 +61,9 @@ class PulledImage:
 class PullResult:
     """What a pull did and learned.
 
-    :ivar descriptor: what the local reference now points to.
-    :ivar manifest: that manifest or index, parsed.
+    :ivar descriptor: what the local reference now points to (always OCI-typed).
+    :ivar manifest: the manifest or index the registry digest names, parsed (for a
+        Docker-typed image, the original the reference's OCI form was made from).
     :ivar image: the image of the wanted platform (for an index: the platform asked for,
         else the host's when it was pulled, else the first pulled), or ``None``.
     """
@@ -90,7 +92,8 @@ class Puller:
     """Pulls into the local store's parts: blobs, references, metadata, manifests."""
 
     def __init__(self, blobs: BlobStore, references: ReferenceIndex, metadata: Metadata,
-                 manifests: Manifests, leases: Leases, access: RegistryAccess):
+                 manifests: Manifests, view: OciView, leases: Leases, access: RegistryAccess):
+        self.view = view
         self.blobs = blobs
         self.references = references
         self.metadata = metadata
@@ -190,7 +193,8 @@ class Puller:
         self.emit(ProgressEvent(None, f"{tag_or_digest}: Pulling from {reference.repository}"))
         target, stored = self._pull_manifest(job, raw, manifest)
         self.emit(ProgressEvent(None, f"Digest: {manifest.digest}"))
-        return self._record(job, target, stored, manifest.digest)
+        entry = self.view.entry(target, stored, manifest.digest)
+        return self._record(job, entry, target, stored, manifest.digest)
 
     def _head(self, job: _Job) -> str | None:
         """The tag's digest from a HEAD, which Docker Hub does not count as a pull."""
@@ -205,14 +209,21 @@ class Puller:
             return None
         return digest if digest and is_valid(digest) else None
 
-    def _complete_local(self, job: _Job, digest_reference: Reference) -> tuple[Descriptor, Manifest] | None:
-        """What ``name@digest`` points to locally, parsed, if every blob the pull wants is there."""
+    def _complete_local(self, job: _Job, digest_reference: Reference
+                        ) -> tuple[Descriptor, Descriptor, Manifest] | None:
+        """If every blob the pull wants is already stored: the named entry of
+        ``name@digest``, and the document the registry digest names (the original a
+        converted entry was made from, else the entry itself), parsed."""
         try:
-            descriptor = self.references.resolve(str(digest_reference))
-            if not self.blobs.exists(descriptor.digest):
+            entry = self.references.resolve(str(digest_reference))
+            if not self.blobs.exists(entry.digest):
                 return None
-            manifest = self.manifests.read(descriptor)
-            return (descriptor, manifest) if self._is_complete(job, descriptor, manifest) else None
+            original = self.view.original(entry)
+            described = original if original.digest == digest_reference.digest else entry
+            manifest = self.manifests.read(described)
+            if not self._is_complete(job, described, manifest):
+                return None
+            return self.view.entry(entry, registry_digest=digest_reference.digest), described, manifest
         except ContentStoreError:
             return None
 
@@ -404,8 +415,10 @@ class Puller:
 
     # -- references --------------------------------------------------------------------------
 
-    def _record(self, job: _Job, target: Descriptor, manifest: Manifest, registry_digest: Digest) -> PullResult:
-        """Point the tag (if any) and the digest reference at ``target`` (addDigestReference)."""
+    def _record(self, job: _Job, entry: Descriptor, target: Descriptor, manifest: Manifest,
+                registry_digest: Digest) -> PullResult:
+        """Point the tag (if any) and the digest reference at ``entry`` (addDigestReference),
+        the OCI form of ``target``, which the registry serves as ``registry_digest``."""
         reference = job.reference
         names = self.references.names()
         digest_name = str(Reference(reference.registry, reference.repository, None, Digest(registry_digest)))
@@ -413,10 +426,12 @@ class Puller:
         changed = set()
         for name in dict.fromkeys([digest_name, primary]):
             current = names.get(name)
-            if current is None or current.digest != target.digest:
-                self.references.tag(name, target)
+            if current is None or current.digest != entry.digest or \
+                    current.annotations.get(ORIGINAL_DIGEST_ANNOTATION) != entry.annotations.get(
+                        ORIGINAL_DIGEST_ANNOTATION):
+                self.references.tag(name, entry)
                 changed.add(name)
-        return PullResult(reference, target, Digest(registry_digest), primary in changed, job.fetched_any,
+        return PullResult(reference, entry, Digest(registry_digest), primary in changed, job.fetched_any,
                           manifest, self._chosen_image(job, target, manifest))
 
     def _chosen_image(self, job: _Job, target: Descriptor, manifest: Manifest) -> PulledImage | None:
