@@ -194,3 +194,11 @@ class NotV2Registry(RegistryError):
 
 class ManifestTooLarge(RegistryError):
     """A manifest was bigger than the 4 MiB limit."""
+
+
+# -- artifacts ---------------------------------------------------------------------------
+
+
+class InvalidArtifact(ContentStoreError, ValueError):
+    """An artifact or its files cannot be used as asked: a title that would escape the
+    target directory, a referrers index that is not an index."""
