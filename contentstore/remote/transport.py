@@ -106,14 +106,15 @@ def make_session(verify_tls: bool = True, pool_size: int = 10, retries: int = 5)
 
 
 def error_codes(response: requests.Response) -> tuple[list[str], str]:
-    """The OCI error codes and the first message of an error answer."""
+    """The OCI error codes and the first message of an error answer (its first line:
+    the errors raised from it are one line)."""
     try:
         body = json.loads(response.content[:65536] or b"{}")
         errors = body.get("errors") or []
         codes = [str(e.get("code", "")) for e in errors if isinstance(e, dict)]
         message = next((str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")), "")
-        return codes, message
-    except (ValueError, AttributeError, requests.RequestException):
+        return codes, next((line.strip() for line in message.splitlines() if line.strip()), "")
+    except (ValueError, AttributeError, TypeError, requests.RequestException):
         return [], ""
 
 
