@@ -358,6 +358,20 @@ def test_tags_follow_link_pagination(registry, proxy_factory):
                                                              "/v2/client/paged/tags/list?last=a&n=1"]
 
 
+def test_tag_pages_that_loop_are_refused(registry, proxy_factory):
+    """A registry whose ``Link`` leads back to a page already read would be followed
+    forever; the proxy answers so 50 times, then lets the registry end the list."""
+    publish(registry.url, "client/looping", "1")
+    proxy = proxy_factory(registry.url)
+    proxy.faults({"match": "GET /v2/client/looping/tags/list", "times": 50, "reply": {
+        "status": 200, "body": json.dumps({"tags": ["0"]}),
+        "headers": {"Link": '</v2/client/looping/tags/list?n=1>; rel="next"'}}})
+    with pytest.raises(RegistryError, match=r"^lie.test/client/looping: the tag list's pages loop "
+                                            r"\(/v2/client/looping/tags/list\?n=1 again\)$"):
+        client_for(proxy, registry_name="lie.test").tags("client/looping")
+    assert len(proxy.requests("/tags/")) == 2
+
+
 def test_tag_list_that_is_not_json(registry, proxy_factory):
     proxy = proxy_factory(registry.url)
     proxy.faults({"match": "/tags/list", "reply": {"status": 200, "body": "<html>"}, "times": 1})

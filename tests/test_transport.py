@@ -174,6 +174,7 @@ def test_unreachable_without_detail_names_the_exception():
 
 
 def test_backoff_paces_retries_as_urllib3_does_and_ends_them():
+    """``attempts`` counts the retries after the first try, as urllib3's ``total``."""
     slept = []
     backoff = Backoff("download of sha256:abc", attempts=6, factor=0.5, maximum=3, sleep=slept.append)
     for _ in range(6):
@@ -182,15 +183,15 @@ def test_backoff_paces_retries_as_urllib3_does_and_ends_them():
     # none before the first retry, then factor * 2 ** (n - 1), at most `maximum`
     assert slept == [0, 1.0, 2.0, 3, 3, 3]
     with pytest.raises(RegistryUnreachable) as info:
-        backoff.failed(RegistryUnreachable("connection reset"))
-    assert str(info.value) == "download of sha256:abc failed after 6 attempts: connection reset"
+        backoff.failed(RegistryUnreachable("connection reset"))  # the seventh try failed
+    assert str(info.value) == "download of sha256:abc failed after 7 attempts: connection reset"
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 def test_backoff_gives_up_after_its_attempts_whatever_the_error():
     backoff = Backoff("upload", attempts=1, sleep=lambda s: pytest.fail("no wait after the last try"))
     backoff.failed(OSError("first"))
-    with pytest.raises(RegistryUnreachable, match=r"^upload failed after 1 attempts: second$"):
+    with pytest.raises(RegistryUnreachable, match=r"^upload failed after 2 attempts: second$"):
         backoff.failed(OSError("second"))
     assert backoff.failures == 2
 
