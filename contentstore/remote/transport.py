@@ -88,7 +88,8 @@ class Backoff:
         """Count a failure; raise :class:`RegistryUnreachable` when it was the last try."""
         self.failures += 1
         if self.failures > self.attempts:
-            raise RegistryUnreachable(f"{self.what} failed after {self.attempts} attempts: {error}") from None
+            # ``attempts`` counts the retries after the first try (as urllib3's total)
+            raise RegistryUnreachable(f"{self.what} failed after {self.failures} attempts: {error}") from None
 
     def wait(self) -> None:
         """Sleep before the next try."""
