@@ -104,8 +104,7 @@ def web_server(tmp_path):
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "index.html").write_text("<html>hello</html>\n")
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietFiles, directory=str(tmp_path / "www")))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield server
     server.shutdown()
     server.server_close()
@@ -269,7 +268,7 @@ class EndlessManifest(BaseHTTPRequestHandler):
 def test_manifest_over_the_limit_is_refused_while_it_streams(chunks, refused):
     server = ThreadingHTTPServer(("127.0.0.1", 0), EndlessManifest)
     server.chunks = chunks
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         client = RegistryClient(Endpoint(f"http://127.0.0.1:{server.server_address[1]}", "stream.test"),
                                 None, ACCEPT)

@@ -49,9 +49,11 @@ def raised(response: requests.Response, what: str = "registry.test/team/app:1") 
 # -- raise_for_status --------------------------------------------------------------------------
 
 
-def test_success_and_redirect_statuses_raise_nothing(replier):
-    for status in (200, 201, 202, 204, 206, 307):
-        assert raise_for_status(replier(status, "{}"), "anything") is None
+def test_only_error_statuses_raise(replier):
+    for status in (200, 201, 202, 204, 206, 307, 399):
+        assert raise_for_status(replier(status, oci_errors(("UNKNOWN", "ignored"))), "anything") is None
+    error = raised(replier(400, ""))
+    assert type(error) is RegistryError and str(error) == "registry.test/team/app:1: 400 Bad Request"
 
 
 def test_401_is_unauthorized_with_the_registry_message(replier):
