@@ -78,6 +78,7 @@ def test_403_and_the_denied_code_are_denied(replier):
     assert type(raised(replier(403, "<html>forbidden</html>"))) is Denied
 
 
+@pytest.mark.needs("docker-registry")
 def test_404_is_remote_not_found_with_the_detail(replier, registry):
     error = raised(replier(404, oci_errors(("MANIFEST_UNKNOWN", "manifest unknown"))))
     assert type(error) is RemoteNotFound and isinstance(error, LookupError)
@@ -215,6 +216,7 @@ def test_backoff_defaults_and_real_sleep():
 # -- make_session ------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs("docker-registry")
 def test_session_retries_get_on_503_then_succeeds(registry, proxy_factory):
     proxy = proxy_factory(registry.url)
     proxy.faults({"match": "GET /v2/", "status": 503, "times": 1})
@@ -225,6 +227,7 @@ def test_session_retries_get_on_503_then_succeeds(registry, proxy_factory):
     assert session.headers["User-Agent"] == USER_AGENT
 
 
+@pytest.mark.needs("docker-registry")
 def test_session_honours_retry_after(registry, proxy_factory):
     proxy = proxy_factory(registry.url)
     proxy.faults({"match": "HEAD /v2/", "status": 429, "retry_after": 1, "times": 1})
@@ -237,6 +240,7 @@ def test_session_honours_retry_after(registry, proxy_factory):
     assert waited >= 0.95  # urllib3 would not wait at all before a first retry without Retry-After
 
 
+@pytest.mark.needs("docker-registry")
 def test_session_gives_up_with_the_last_answer(registry, proxy_factory):
     proxy = proxy_factory(registry.url)
     proxy.faults({"match": "GET /v2/", "status": 502, "times": -1})
@@ -246,6 +250,7 @@ def test_session_gives_up_with_the_last_answer(registry, proxy_factory):
     assert len(proxy.requests("/v2/", "GET")) == 2
 
 
+@pytest.mark.needs("docker-registry")
 def test_session_never_retries_a_post_or_a_put(registry, proxy_factory):
     """Uploads are not idempotent: a retry is the caller's decision, never the session's."""
     proxy = proxy_factory(registry.url)
