@@ -93,7 +93,8 @@ class Metadata:
     def add_diff_id(self, diff_id: str, digest: str, registry: str, repository: str) -> None:
         with self._connect(write=True) as db:
             db.execute(
-                "INSERT OR IGNORE INTO diffid VALUES (?, ?, ?, ?)",
+                # REPLACE, not IGNORE: a record made again becomes the most recent one
+                "INSERT OR REPLACE INTO diffid VALUES (?, ?, ?, ?)",
                 (Digest(diff_id), Digest(digest), registry, repository),
             )
 
@@ -117,7 +118,7 @@ class Metadata:
     def add_sources(self, digests: list[str], registry: str, repository: str) -> None:
         """Record that ``registry/repository`` holds each blob of ``digests``."""
         with self._connect(write=True) as db:
-            db.executemany("INSERT OR IGNORE INTO blob_source VALUES (?, ?, ?)",
+            db.executemany("INSERT OR REPLACE INTO blob_source VALUES (?, ?, ?)",
                            [(Digest(d), registry, repository) for d in digests])
 
     def blob_sources(self, digest: str) -> list[BlobSource]:
@@ -146,14 +147,16 @@ class Metadata:
     def gc_refs(self) -> dict[str, list[Digest]]:
         """digest -> the digests its ``contentstore.gc.ref.*`` labels keep alive."""
         with self._connect() as db:
+            # Not LIKE: it ignores case, and label keys are case-sensitive.
             rows = db.execute(
-                "SELECT digest, value FROM label WHERE key LIKE ? ESCAPE '\\'",
-                (GC_REF_LABEL_PREFIX.replace("_", "\\_") + "%",),
+                "SELECT digest, value FROM label WHERE substr(key, 1, ?) = ?",
+                (len(GC_REF_LABEL_PREFIX), GC_REF_LABEL_PREFIX),
             ).fetchall()
         refs: dict[str, list[Digest]] = {}
         for digest, value in rows:
             with contextlib.suppress(ValueError):
-                refs.setdefault(digest, []).append(Digest(value))
+                target = Digest(value)
+                refs.setdefault(digest, []).append(target)
         return refs
 
     def forget_blobs(self, digests: list[str]) -> None:

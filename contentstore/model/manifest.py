@@ -42,15 +42,20 @@ class Descriptor:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise InvalidManifest(f"invalid {what}: size must be a non-negative integer")
             platform = Platform.from_json(data["platform"]) if data.get("platform") else None
+            urls = data.get("urls") or []
+            if not isinstance(urls, list) or not all(isinstance(url, str) for url in urls):
+                raise InvalidManifest(f"invalid {what}: urls must be a list of strings")
             return cls(
                 media_type=media_type,
                 digest=Digest(data["digest"]),
                 size=size,
                 platform=platform,
                 annotations=dict(data.get("annotations") or {}),
-                urls=tuple(data.get("urls") or ()),
+                urls=tuple(urls),
                 artifact_type=data.get("artifactType"),
             )
+        except InvalidManifest:
+            raise
         except (KeyError, TypeError, AttributeError) as exc:
             raise InvalidManifest(f"invalid {what}: missing or malformed field {exc}") from None
         except ValueError as exc:

@@ -186,7 +186,12 @@ class RegistryClient:
         """Every tag of ``repository``, following ``Link`` pagination."""
         tags: list[str] = []
         path = f"/v2/{repository}/tags/list"
+        read: set[str] = set()
         while path:
+            if path in read:
+                raise RegistryError(f"{self.endpoint.registry}/{repository}: the tag list's pages loop "
+                                    f"({path} again)")
+            read.add(path)
             response = self.request("GET", path, scope_for(repository),
                                     f"{self.endpoint.registry}/{repository} tags")
             with response:

@@ -94,7 +94,8 @@ class Backoff:
         """Count a failure; raise :class:`RegistryUnreachable` when it was the last try."""
         self.failures += 1
         if self.failures > self.attempts:
-            raise RegistryUnreachable(f"{self.what} failed after {self.attempts} attempts: {error}") from None
+            # ``attempts`` counts the retries after the first try (as urllib3's total)
+            raise RegistryUnreachable(f"{self.what} failed after {self.failures} attempts: {error}") from None
 
     def wait(self) -> None:
         """Sleep before the next try."""
@@ -112,14 +113,15 @@ def make_session(verify_tls: bool = True, pool_size: int = 10, retries: int = 5)
 
 
 def error_codes(response: requests.Response) -> tuple[list[str], str]:
-    """The OCI error codes and the first message of an error answer."""
+    """The OCI error codes and the first message of an error answer (its first line:
+    the errors raised from it are one line)."""
     try:
         body = json.loads(response.content[:65536] or b"{}")
         errors = body.get("errors") or []
         codes = [str(e.get("code", "")) for e in errors if isinstance(e, dict)]
         message = next((str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")), "")
-        return codes, message
-    except (ValueError, AttributeError, requests.RequestException):
+        return codes, next((line.strip() for line in message.splitlines() if line.strip()), "")
+    except (ValueError, AttributeError, TypeError, requests.RequestException):
         return [], ""
 
 
