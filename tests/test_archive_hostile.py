@@ -209,6 +209,13 @@ def test_the_eight_malformed_archives_of_issue_12(store, tmp_path, make, words):
     refused(store, make(tmp_path / "bad.tar"), *words)
 
 
+def test_names_that_are_not_references_are_refused(store, tmp_path):
+    cron = "../../../../etc/cron.d/x"
+    refused(store, oci_archive(tmp_path / "oci.tar", oci_index(oci_entry(cron))), "index.json entry 1", repr(cron))
+    refused(store, docker_archive(tmp_path / "docker.tar", [docker_entry(RepoTags=[cron])]),
+            "manifest.json entry 1", repr(cron))
+    assert not store.layout.names()
+
 
 def test_repo_tags_as_a_string_is_refused_not_split_into_letters(store, tmp_path):
     path = docker_archive(tmp_path / "string.tar", [docker_entry(RepoTags=TAG)])
@@ -266,6 +273,10 @@ DOCKER_CASES = {
     "repotags-string": (lambda p: docker_archive(p, [docker_entry(RepoTags="ab")]), ["RepoTags", "'ab'"]),
     "repotags-number": (lambda p: docker_archive(p, [docker_entry(RepoTags=[5])]), ["RepoTags", "number"]),
     "repotags-nested": (lambda p: docker_archive(p, [docker_entry(RepoTags=[[TAG]])]), ["RepoTags", "a list"]),
+    "repotags-no-tag": (lambda p: docker_archive(p, [docker_entry(RepoTags=["example.com/x"])]),
+                        ["'example.com/x'", "with a tag"]),
+    "repotags-digest": (lambda p: docker_archive(p, [docker_entry(RepoTags=[f"example.com/x@{DIFF_ID}"])]),
+                        ["RepoTags", "with a tag"]),
     "repotags-uppercase": (lambda p: docker_archive(p, [docker_entry(RepoTags=["Example/X:1"])]),
                            ["'Example/X:1'", "not a reference"]),
     "only-repositories": (lambda p: write_tar(p, [json_file("repositories", {"x": {"1": "a" * 64}})]),
@@ -370,6 +381,11 @@ OCI_CASES = {
     "platform-features-numbers": (lambda p: oci_archive(p, oci_index(oci_entry(platform={
         "os": "linux", "architecture": "amd64", "os.features": [1]}))), ["index.json entry 1", "platform"]),
     "name-list": (lambda p: oci_archive(p, oci_index(oci_entry([TAG]))), [REF_NAME_ANNOTATION, "a list"]),
+    "name-empty": (lambda p: oci_archive(p, oci_index(oci_entry(""))), ["index.json entry 1", "neither"]),
+    "name-space": (lambda p: oci_archive(p, oci_index(oci_entry("a b"))), ["'a b'", "neither"]),
+    "name-dotdot": (lambda p: oci_archive(p, oci_index(oci_entry(".."))), ["'..'", "neither"]),
+    "name-digest": (lambda p: oci_archive(p, oci_index(oci_entry(f"example.com/x@{MANIFEST_DIGEST}"))),
+                    ["index.json entry 1", "digest"]),
     "blob-missing": (lambda p: oci_archive(p, members={blob(OCI_MANIFEST)[0].name: None}),
                      ["lacks", MANIFEST_DIGEST, "index.json entry 1"]),
     "layer-missing": (lambda p: oci_archive(p, members={blob(OCI_LAYER)[0].name: None}), ["lacks", DIFF_ID]),
@@ -382,6 +398,8 @@ OCI_CASES = {
     "manifest-nested": (lambda p: oci_archive(p, oci_index(oci_entry(digest=f"sha256:{sha256(b'[' * 100_000)}",
                                                                      size=100_000)),
                                               {"junk": blob(b"[" * 100_000)}), ["index.json entry 1"]),
+    "second-entry-bad-name": (lambda p: oci_archive(p, oci_index(oci_entry(), oci_entry("../x"))),
+                              ["index.json entry 2", "'../x'"]),
     "second-entry-lacks-blob": (lambda p: oci_archive(p, oci_index(oci_entry(), oci_entry(
         "example.com/other:1", digest=f"sha256:{'d' * 64}"))), ["index.json entry 2", "lacks"]),
 }
@@ -398,6 +416,17 @@ def test_oci_blob_that_fails_verification_names_the_member(store, tmp_path):
     path = oci_archive(tmp_path / "bad.tar", members={name: file(name, OCI_LAYER[:-1] + b"x")})
     refused(store, path, repr(name), error=DigestMismatch)
 
+
+@pytest.mark.parametrize("name, local", [
+    ("1.0", "1.0"), ("latest", "latest"), ("Release_2", "Release_2"),
+    (TAG, TAG), ("example.com/app", "example.com/app:latest"), ("alpine:3", "docker.io/library/alpine:3"),
+    (None, None),
+])
+def test_oci_names_a_reference_or_a_bare_tag(store, tmp_path, name, local):
+    [loaded] = store.import_archive(oci_archive(tmp_path / "named.tar", oci_index(oci_entry(name))))
+    assert loaded.reference == local and loaded.digest == MANIFEST_DIGEST
+    assert list(store.layout.names()) == ([local] if local else [])
+    assert store.verify().ok
 
 
 def test_annotations_of_any_shape_are_not_copied(store, tmp_path):
@@ -459,7 +488,7 @@ def test_names_are_put_back_when_naming_fails_part_way(store, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("case", ["manifest-json-is-directory", "layers-holds-number", "index-json-nested-100000",
-                                  "ref-name-is-number", "repotags-string"])
+                                  "ref-name-is-number", "cron-name", "repotags-string"])
 def test_cli_prints_one_error_line(tmp_path, case):
     path = tmp_path / "bad.tar"
     {
@@ -468,6 +497,7 @@ def test_cli_prints_one_error_line(tmp_path, case):
         "index-json-nested-100000": lambda: oci_archive(path, members={
             "index.json": file("index.json", b"[" * 100_000 + b"]" * 100_000)}),
         "ref-name-is-number": lambda: oci_archive(path, oci_index(oci_entry(5))),
+        "cron-name": lambda: oci_archive(path, oci_index(oci_entry("../../../../etc/cron.d/x"))),
         "repotags-string": lambda: docker_archive(path, [docker_entry(RepoTags=TAG)]),
     }[case]()
     out = cli(tmp_path / "store", "import", str(path))

@@ -391,16 +391,31 @@ def _show(text: str, limit: int = 100) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
+def _is_tag(text: str) -> bool:
+    if any(c in text for c in "/:@"):
+        return False
+    try:
+        return Reference.parse(f"localhost/name:{text}").tag == text
+    except InvalidReference:
+        return False
+
+
 def _local_name(name, where: str) -> str:
-    """A full reference when the archive's name is one; else the name as it is."""
+    """The local name for an index entry's ``org.opencontainers.image.ref.name``: a full
+    reference, normalized, or a bare tag (``1.0``, as ``skopeo copy … oci-archive:FILE:1.0``
+    writes it) kept as it is. Anything else is refused: it would name nothing to pull or
+    run, and other tools take the name for a path (``../../etc/cron.d/x``)."""
     if not isinstance(name, str):
         raise ArchiveError(f"{where}: the name {REF_NAME_ANNOTATION} must be a string, not {_kind(name)}")
-    if "/" in name or ":" in name:
-        try:
-            return str(Reference.parse(name))
-        except InvalidReference:
-            pass
-    return name
+    if _is_tag(name):
+        return name
+    try:
+        parsed = Reference.parse(name)
+    except InvalidReference:
+        raise ArchiveError(f"{where}: the name {_show(name)} is neither a reference nor a tag") from None
+    if parsed.digest:
+        raise ArchiveError(f"{where}: the name {_show(name)} holds a digest; a local name is a tag")
+    return str(parsed)
 
 
 # -- import: OCI archives
@@ -533,13 +548,16 @@ def _docker_entry(archive: _Archive, entry, what: str) -> _DockerImage:
 
 
 def _repo_tag(tag, where: str) -> str:
-    """A ``RepoTags`` entry as a local name."""
+    """A ``RepoTags`` entry as a local name: a reference with a tag, as ``docker load`` wants."""
     if not isinstance(tag, str):
         raise ArchiveError(f"{where}: \"RepoTags\" must hold references, not {_kind(tag)}")
     try:
-        return str(Reference.parse(tag))
+        parsed = Reference.parse(tag, default_tag=None)
     except InvalidReference:
         raise ArchiveError(f"{where}: RepoTags {_show(tag)} is not a reference") from None
+    if parsed.digest or not parsed.tag:
+        raise ArchiveError(f"{where}: RepoTags {_show(tag)} is not a reference with a tag")
+    return str(parsed)
 
 
 def _import_docker_image(archive: _Archive, blobs: BlobStore, image: _DockerImage,
