@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contentstore import Store
-from contentstore.errors import ArchiveError, ContentStoreError, DigestMismatch, VerificationError
+from contentstore.errors import ArchiveError, ContentStoreError, DigestMismatch, SizeMismatch, VerificationError
 from contentstore.model import mediatypes as mt
 from contentstore.model.manifest import REF_NAME_ANNOTATION
 
@@ -223,6 +223,21 @@ def test_repo_tags_as_a_string_is_refused_not_split_into_letters(store, tmp_path
     assert not store.layout.names()
 
 
+def test_oci_index_with_a_wrong_size_is_refused(store, tmp_path):
+    """Refused, not corrected: see ``_check_complete``; umoci reads the store afterwards
+    (tests/test_archive.py checks that with the real tool)."""
+    path = oci_archive(tmp_path / "size.tar", oci_index(oci_entry(size=len(OCI_MANIFEST) + 1)))
+    message = refused(store, path, MANIFEST_DIGEST, "index.json entry 1", error=SizeMismatch)
+    assert f"expected {len(OCI_MANIFEST) + 1} bytes, got {len(OCI_MANIFEST)}" in message
+
+
+def test_a_wrong_size_inside_a_manifest_is_refused(store, tmp_path):
+    manifest = json.loads(OCI_MANIFEST)
+    manifest["layers"][0]["size"] += 7
+    raw = json.dumps(manifest).encode()
+    entry = oci_entry(digest=f"sha256:{sha256(raw)}", size=len(raw))
+    path = oci_archive(tmp_path / "inner.tar", oci_index(entry), {"extra": blob(raw)})
+    refused(store, path, DIFF_ID, "index.json entry 1", error=SizeMismatch)
 
 
 # -- docker-archives of every shape ------------------------------------------------------------
@@ -488,7 +503,7 @@ def test_names_are_put_back_when_naming_fails_part_way(store, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("case", ["manifest-json-is-directory", "layers-holds-number", "index-json-nested-100000",
-                                  "ref-name-is-number", "cron-name", "repotags-string"])
+                                  "ref-name-is-number", "cron-name", "repotags-string", "wrong-size"])
 def test_cli_prints_one_error_line(tmp_path, case):
     path = tmp_path / "bad.tar"
     {
@@ -499,6 +514,7 @@ def test_cli_prints_one_error_line(tmp_path, case):
         "ref-name-is-number": lambda: oci_archive(path, oci_index(oci_entry(5))),
         "cron-name": lambda: oci_archive(path, oci_index(oci_entry("../../../../etc/cron.d/x"))),
         "repotags-string": lambda: docker_archive(path, [docker_entry(RepoTags=TAG)]),
+        "wrong-size": lambda: oci_archive(path, oci_index(oci_entry(size=1))),
     }[case]()
     out = cli(tmp_path / "store", "import", str(path))
     assert out.returncode == 1 and out.stdout == ""

@@ -470,13 +470,20 @@ def _oci_entry(raw, where: str) -> tuple[str | None, Descriptor]:
 def _check_complete(blobs: BlobReader, manifests: Manifests, plugins: Plugins, entry: Descriptor,
                     what: str) -> None:
     """The archive must hold the entry and, for every image manifest it holds, that
-    image's config and layers (an index may name platforms it does not carry)."""
+    image's config and layers (an index may name platforms it does not carry); every
+    descriptor of what it holds must give the size the blob has."""
     if not blobs.exists(entry.digest):
         raise ArchiveError(f"the archive lacks {entry.digest}, which {what} names")
     try:
         for descriptor in manifests.reachable([entry], strict=True):
             if not blobs.exists(descriptor.digest):
                 continue
+            # A wrong size is refused, not corrected: the descriptor is what the archive's
+            # author signed off on (an index entry may be signed too), the store keeps
+            # descriptors as given, and other tools (umoci, containerd) refuse the image.
+            if descriptor.size >= 0 and blobs.size(descriptor.digest) != descriptor.size:
+                raise SizeMismatch(descriptor.size, blobs.size(descriptor.digest),
+                                   f"{descriptor.digest} as {what} describes it")
             if not plugins.is_manifest_type(descriptor.media_type):
                 continue
             manifest = manifests.read(descriptor)
