@@ -9,7 +9,9 @@ import pytest
 
 from contentstore import Store
 from contentstore.errors import ArchiveError, DigestMismatch
+from contentstore.errors import SizeMismatch
 from contentstore.model import mediatypes as mt
+from contentstore.model.manifest import REF_NAME_ANNOTATION
 from contentstore.testing import build_image, build_index, push_test_image
 
 pytestmark = pytest.mark.needs("skopeo")
@@ -151,3 +153,99 @@ def test_import_skopeo_oci_archive(tmp_path):
     [loaded] = store.import_archive(archive)
     assert loaded.reference == "example.com/oci:1" and loaded.digest == desc.digest
     assert store.verify().ok and store.image("example.com/oci:1").layers
+
+
+def docker_save_style(source, dest):
+    """Rewrite a skopeo docker-archive as ``docker save`` (before Docker 25) writes one:
+    each layer as ``<id>/layer.tar``, and a layer met again as a symlink
+    ``<id>/layer.tar -> ../<first id>/layer.tar`` to where it was written first."""
+    import hashlib
+    import io
+
+    with tarfile.open(source) as tar, tarfile.open(dest, "w") as out:
+        [entry] = json.loads(tar.extractfile("manifest.json").read())
+        first, layers = {}, []
+        for number, layer in enumerate(entry["Layers"]):
+            legacy = f"{hashlib.sha256(f'{layer} {number}'.encode()).hexdigest()}/layer.tar"
+            info = tarfile.TarInfo(legacy)
+            if layer in first:
+                info.type, info.linkname = tarfile.SYMTYPE, f"../{first[layer]}"
+                out.addfile(info)
+            else:
+                member = tar.getmember(layer)
+                assert member.isfile()
+                info.size, info.mode = member.size, 0o644
+                out.addfile(info, tar.extractfile(member))
+                first[layer] = legacy
+            layers.append(legacy)
+        config = tar.getmember(entry["Config"])
+        out.addfile(config, tar.extractfile(config))
+        data = json.dumps([dict(entry, Layers=layers)]).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        out.addfile(info, io.BytesIO(data))
+    return first
+
+
+def test_import_docker_save_with_a_layer_shared_through_a_symlink(tmp_path):
+    source = Store(tmp_path / "source")
+    build_image(source, "example.com/twin:1", layers=[{"same": "same\n"}, {"same": "same\n"}])
+    skopeo_archive, saved = tmp_path / "skopeo.tar", tmp_path / "saved.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{source.root}:example.com/twin:1",
+                    f"docker-archive:{skopeo_archive}:example.com/twin:1"], check=True, capture_output=True)
+    assert len(docker_save_style(skopeo_archive, saved)) == 1  # one layer file, one symlink to it
+    with tarfile.open(saved) as tar:
+        assert sum(member.issym() for member in tar.getmembers()) == 1
+    assert len(skopeo("inspect", f"docker-archive:{saved}")["Layers"]) == 2  # a docker-archive skopeo reads
+    store = Store(tmp_path / "store")
+    [loaded] = store.import_archive(saved)
+    assert loaded.reference == "example.com/twin:1"
+    layers = store.image("example.com/twin:1").layers
+    assert len(layers) == 2 and layers[0].digest == layers[1].digest
+    assert store.verify().ok
+
+
+@pytest.mark.needs("skopeo", "umoci")
+def test_import_refuses_a_wrong_size_in_index_json_and_umoci_reads_the_store(tmp_path):
+    source = Store(tmp_path / "source")
+    desc = build_image(source, "example.com/sized:1", {"sized.txt": "sized\n"})
+    good, bad = tmp_path / "good.tar", tmp_path / "bad.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{source.root}:example.com/sized:1",
+                    f"oci-archive:{good}:example.com/sized:1"], check=True, capture_output=True)
+    with tarfile.open(good) as src, tarfile.open(bad, "w") as out:
+        for member in src.getmembers():
+            data = src.extractfile(member).read() if member.isfile() else None
+            if member.name == "index.json":
+                index = json.loads(data)
+                index["manifests"][0]["size"] += 1
+                data = json.dumps(index).encode()
+                member.size = len(data)
+            import io
+            out.addfile(member, io.BytesIO(data) if data is not None else None)
+    store = Store(tmp_path / "store")
+    with pytest.raises(SizeMismatch, match=f"{bad}: .*{desc.digest}.*index.json entry 1"):
+        store.import_archive(bad)
+    assert store.images() == []
+    [loaded] = store.import_archive(good)
+    assert store.resolve(loaded.reference).size == desc.size
+    listed = subprocess.run(["umoci", "ls", "--layout", str(store.root)], check=True, capture_output=True, text=True)
+    assert listed.stdout.split() == ["example.com/sized:1"]
+    bundle = tmp_path / "bundle"
+    subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{store.root}:example.com/sized:1", str(bundle)],
+                   check=True, capture_output=True)
+    assert (bundle / "rootfs" / "sized.txt").read_text() == "sized\n"
+
+
+def test_import_skopeo_oci_archive_named_by_a_bare_tag(tmp_path):
+    source = Store(tmp_path / "source")
+    desc = build_image(source, "example.com/oci:1", {"o": "oci\n"})
+    archive = tmp_path / "tagged.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{source.root}:example.com/oci:1",
+                    f"oci-archive:{archive}:1.0"], check=True, capture_output=True)
+    with tarfile.open(archive) as tar:
+        [entry] = json.loads(tar.extractfile("index.json").read())["manifests"]
+        assert entry["annotations"][REF_NAME_ANNOTATION] == "1.0"
+    store = Store(tmp_path / "store")
+    [loaded] = store.import_archive(archive)
+    assert loaded.reference == "1.0" and loaded.digest == desc.digest
+    assert store.image("1.0").layers and store.verify().ok

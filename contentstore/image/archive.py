@@ -15,16 +15,22 @@ a temporary file where a tar header needs a size first.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import io
 import json
-import os
+import lzma
+import posixpath
 import tarfile
 import tempfile
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
-from contentstore.errors import ArchiveError, DigestMismatch, InvalidManifest, VerificationError
+from contentstore.errors import (ArchiveError, ContentStoreError, DigestMismatch, InvalidManifest, InvalidReference,
+                                 SizeMismatch, VerificationError)
 from contentstore.image.compression import DiffIDHasher, decompressor
 from contentstore.local.fsutil import atomic_file
 from contentstore.local.interfaces import BlobReader, BlobStore, ReferenceIndex
@@ -194,150 +200,431 @@ def _parse_reference(text: str) -> Reference | None:
 # -- import ------------------------------------------------------------------------------------
 
 
+#: Links followed to find one member: Linux's limit for one path lookup.
+MAX_LINKS = 40
+
+#: What reading a damaged tar, or its compression, raises.
+_CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+
+
 def import_archive(path: Path, blobs: BlobStore, references: ReferenceIndex, manifests: Manifests,
                    plugins: Plugins, leases: Leases) -> list[ImportedImage]:
-    """Load an OCI archive or a docker-archive; return the images (and names) loaded."""
+    """Load an OCI archive or a docker-archive; return the images (and names) loaded.
+
+    Bad input of any shape ends in one :class:`ContentStoreError` (mostly
+    :class:`ArchiveError`) whose message names the archive and the member. Every blob is
+    verified on its way in, and names are given only when every image of the archive is
+    complete: a failed import adds no reference (blobs already verified stay, for gc).
+    """
     try:
         tar = tarfile.open(path, mode="r:*")
     except (tarfile.TarError, OSError) as exc:
-        raise ArchiveError(f"{path}: not a tar archive ({exc})") from None
-    with tar, leases.lease():
-        names = {_normal(m.name): m for m in tar.getmembers()}
-        if "manifest.json" in names:
-            return _import_docker(blobs, references, tar, names, path)
-        if "index.json" in names and "oci-layout" in names:
-            return _import_oci(blobs, references, manifests, plugins, tar, names, path)
-        raise ArchiveError(f"{path}: neither an OCI archive (oci-layout, index.json) nor a "
-                           f"docker-archive (manifest.json)")
-
-
-def _normal(name: str) -> str:
-    return name[2:] if name.startswith("./") else name
-
-
-def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, limit: int = MAX_MANIFEST_SIZE) -> bytes:
-    if member.size > limit:
-        raise ArchiveError(f"{member.name} is too large ({member.size} bytes)")
-    return tar.extractfile(member).read()
-
-
-def _import_oci(blobs: BlobStore, references: ReferenceIndex, manifests: Manifests, plugins: Plugins,
-                tar, names, path) -> list[ImportedImage]:
-    for name, member in names.items():
-        parts = name.split("/")
-        if len(parts) == 3 and parts[0] == "blobs" and member.isfile():
-            digest = f"{parts[1]}:{parts[2]}"
-            if not is_valid(digest):
-                raise ArchiveError(f"{path}: {name} is not named by a valid digest")
-            blobs.put(tar.extractfile(member), expected=digest, size=member.size)
+        raise ArchiveError(f"{path}: not a tar archive ({_one_line(exc)})") from None
     try:
-        index = json.loads(_read_member(tar, names["index.json"]))
-        entries = [Descriptor.from_json(e, "index.json entry") for e in index.get("manifests", [])]
-    except (ValueError, AttributeError) as exc:
-        raise ArchiveError(f"{path}: index.json is not valid: {exc}") from None
-    for entry in entries:
-        _check_complete(blobs, manifests, plugins, entry, path)
-    loaded = []
-    for entry in entries:
-        name = entry.annotations.get(REF_NAME_ANNOTATION)
-        local = _local_name(name) if name else None
-        if local:
-            references.tag(local, Descriptor(entry.media_type, entry.digest, entry.size, entry.platform))
-        loaded.append(ImportedImage(local, entry.digest))
-    return loaded
+        with tar, leases.lease():
+            archive = _Archive(tar, path)
+            if archive.has("manifest.json"):
+                images = _import_docker(archive, blobs)
+            elif archive.has("index.json") and archive.has("oci-layout"):
+                images = _import_oci(archive, blobs, manifests, plugins)
+            elif archive.has("repositories"):
+                raise ArchiveError(f"{path}: a docker-archive without manifest.json (Docker before 1.10 "
+                                   f"wrote those) is not supported")
+            else:
+                raise ArchiveError(f"{path}: neither an OCI archive (oci-layout, index.json) nor a "
+                                   f"docker-archive (manifest.json)")
+            _name_all(references, images)
+    except _CORRUPT as exc:
+        raise ArchiveError(f"{path}: the archive is truncated or corrupt ({_one_line(exc)})") from None
+    except RecursionError:
+        raise ArchiveError(f"{path}: the archive holds data nested too deeply to read") from None
+    except ContentStoreError as exc:
+        _prefix(exc, f"{path}: ")
+        raise
+    return [ImportedImage(name, target.digest) for name, target in images]
 
 
-def _check_complete(blobs: BlobReader, manifests: Manifests, plugins: Plugins, entry: Descriptor,
-                    path) -> None:
-    """The archive must hold the entry and, for every image manifest it holds, that
-    image's config and layers (an index may name platforms it does not carry)."""
-    if not blobs.exists(entry.digest):
-        raise ArchiveError(f"{path}: the archive lacks {entry.digest}, which index.json names")
-    for descriptor in manifests.reachable([entry], strict=True):
-        if not blobs.exists(descriptor.digest) or not plugins.is_manifest_type(descriptor.media_type):
-            continue
-        manifest = manifests.read(descriptor)
-        if isinstance(manifest, ImageManifest):
-            for blob in manifest.references():
-                if not blobs.exists(blob.digest):
-                    raise ArchiveError(f"{path}: the archive lacks {blob.digest} of {descriptor.digest}")
+class _Archive:
+    """An archive's members by name. Links are followed inside the archive, never out of
+    it: symbolic ones (``docker save`` writes a layer that two images share once, and a
+    symlink to it for the other), absolute ones from the archive's root, and hard links."""
 
+    def __init__(self, tar: tarfile.TarFile, path: Path):
+        self.tar = tar
+        self.path = path
+        self.members: dict[str, tarfile.TarInfo] = {}
+        for member in tar.getmembers():
+            name = _member_name(member.name)
+            if name is not None:
+                self.members[name] = member  # the last of one name wins, as when extracting
 
-def _local_name(name: str) -> str:
-    """A full reference when the archive's name is one; else the name as it is."""
-    if "/" in name or ":" in name:
+    def has(self, name: str) -> bool:
+        return name in self.members
+
+    def resolve(self, name: str, what: str | None = None) -> tarfile.TarInfo:
+        """The regular file ``name`` leads to; ``what`` says who names it, for errors."""
+        label = f"{_show(name)}" + (f" ({what})" if what else "")
+        pending = list(reversed(name.split("/")))  # a stack: the next component last
+        done: list[str] = []
+        links = 0
+        via = None
+        while pending:
+            part = pending.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not done:
+                    raise ArchiveError(f"{self.path}: {label} leads outside the archive")
+                done.pop()
+                continue
+            done.append(part)
+            member = self.members.get("/".join(done))
+            if member is None or not (member.issym() or member.islnk()):
+                continue
+            links += 1
+            if links > MAX_LINKS:
+                raise ArchiveError(f"{self.path}: {label}: too many links to follow (a loop?)")
+            done.pop()
+            if member.islnk() or member.linkname.startswith("/"):
+                done = []  # a hard link names a member from the root; so does an absolute symlink
+            via = member.linkname
+            pending.extend(reversed(member.linkname.split("/")))
+        member = self.members.get("/".join(done)) if done else None
+        if member is None:
+            if via is not None:
+                raise ArchiveError(f"{self.path}: {label} is a link to {_show(via)}, which is not in the archive")
+            raise ArchiveError(f"{self.path}: {label} is not in the archive")
+        if member.isdir():
+            raise ArchiveError(f"{self.path}: {label} is a directory, not a file")
+        if not member.isfile():
+            raise ArchiveError(f"{self.path}: {label} is not a regular file")
+        return member
+
+    def open(self, member: tarfile.TarInfo) -> BinaryIO:
+        return self.tar.extractfile(member)
+
+    def read(self, member: tarfile.TarInfo, label: str, limit: int = MAX_MANIFEST_SIZE) -> bytes:
+        if member.size > limit:
+            raise ArchiveError(f"{self.path}: {label} is too large ({member.size} bytes; at most {limit})")
+        return self.open(member).read()
+
+    def load_json(self, name: str):
+        """The member ``name`` parsed as JSON, of any shape."""
+        label = _show(name)
+        data = self.read(self.resolve(name), label)
         try:
-            return str(Reference.parse(name))
-        except ValueError:
-            pass
+            return json.loads(data)
+        except RecursionError:
+            raise ArchiveError(f"{self.path}: {label} is nested too deeply") from None
+        except ValueError as exc:  # UnicodeDecodeError included
+            raise ArchiveError(f"{self.path}: {label} is not valid JSON ({exc})") from None
+
+
+def _member_name(raw: str) -> str | None:
+    """A member's name as manifests name it (``./a`` and ``/a`` are ``a``); ``None`` for
+    one that no name inside the archive can reach."""
+    name = posixpath.normpath(raw.lstrip("/")) if raw.strip("/") else "."
+    if name in (".", "..") or name.startswith("../"):
+        return None
     return name
 
 
-def _import_docker(blobs: BlobStore, references: ReferenceIndex, tar, names, path) -> list[ImportedImage]:
+def _name_all(references: ReferenceIndex, images: list[tuple[str | None, Descriptor]]) -> None:
+    """Give every name or none: when one fails, the names given are put back as they were."""
+    named = [(name, target) for name, target in images if name]
+    if not named:
+        return
+    before = references.names()
+    done: list[str] = []
     try:
-        manifest = json.loads(_read_member(tar, names["manifest.json"]))
-        assert isinstance(manifest, list)
-    except (ValueError, AssertionError) as exc:
-        raise ArchiveError(f"{path}: manifest.json is not valid: {exc}") from None
-    loaded = []
-    for entry in manifest:
-        try:
-            config_member = names[_normal(entry["Config"])]
-            layer_members = [names[_normal(layer)] for layer in entry["Layers"]]
-        except (KeyError, TypeError) as exc:
-            raise ArchiveError(f"{path}: manifest.json names a file the archive lacks: {exc}") from None
-        config_bytes = _read_member(tar, config_member)
-        config_name = os.path.basename(_normal(entry["Config"]))
-        expected = None
-        stem = config_name.removesuffix(".json")
-        if is_valid(f"sha256:{stem}"):
-            expected = f"sha256:{stem}"
-        config_info = blobs.put(config_bytes, expected=expected)
-        try:
-            diff_ids = ImageConfig.parse(config_bytes).diff_ids
-        except InvalidManifest:
-            diff_ids = None
-        if diff_ids is None:
-            raise InvalidManifest(f"{path}: {entry['Config']} has no valid rootfs.diff_ids")
-        if len(diff_ids) != len(layer_members):
-            raise VerificationError(f"{path}: layers from manifest don't match image configuration")
-        layers = []
-        for member, diff_id in zip(layer_members, diff_ids):
-            layers.append(_import_layer(blobs, tar, member, diff_id))
-        body = {
-            "schemaVersion": 2, "mediaType": mt.DOCKER_MANIFEST,
-            "config": {"mediaType": mt.DOCKER_CONFIG, "digest": config_info.digest, "size": config_info.size},
-            "layers": [layer.to_json() for layer in layers],
-        }
-        manifest_bytes = json.dumps(body, indent=3).encode()
-        info = blobs.put(manifest_bytes)
-        target = Descriptor(mt.DOCKER_MANIFEST, info.digest, info.size)
-        tags = entry.get("RepoTags") or []
-        for tag in tags:
-            name = str(Reference.parse(tag))
+        for name, target in named:
             references.tag(name, target)
-            loaded.append(ImportedImage(name, info.digest))
-        if not tags:
-            loaded.append(ImportedImage(None, info.digest))
+            done.append(name)
+    except BaseException:
+        for name in reversed(done):
+            with contextlib.suppress(ContentStoreError, OSError):
+                if name in before:
+                    references.tag(name, before[name])
+                else:
+                    references.untag(name)
+        raise
+
+
+def _prefix(exc: ContentStoreError, prefix: str) -> None:
+    """Start the message of ``exc`` with ``prefix`` (once), keeping its class."""
+    message = str(exc)
+    if not message.startswith(prefix):
+        exc.args = (prefix + message, *exc.args[1:])
+
+
+@contextlib.contextmanager
+def _verifying(what: str) -> Iterator[None]:
+    """Name the member in a digest or size mismatch found while storing it."""
+    try:
+        yield
+    except DigestMismatch as exc:
+        raise DigestMismatch(exc.expected, exc.actual, what) from None
+    except SizeMismatch as exc:
+        raise SizeMismatch(exc.expected, exc.actual, what) from None
+
+
+def _kind(value) -> str:
+    """What a JSON value is, for a message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return f"the string {_show(value)}"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error message from elsewhere on one line (tarfile lists each method it tried)."""
+    return " ".join(str(exc).split())
+
+
+def _show(text: str, limit: int = 100) -> str:
+    """``text`` quoted on one line, cut when long."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _is_tag(text: str) -> bool:
+    if any(c in text for c in "/:@"):
+        return False
+    try:
+        return Reference.parse(f"localhost/name:{text}").tag == text
+    except InvalidReference:
+        return False
+
+
+def _local_name(name, where: str) -> str:
+    """The local name for an index entry's ``org.opencontainers.image.ref.name``: a full
+    reference, normalized, or a bare tag (``1.0``, as ``skopeo copy … oci-archive:FILE:1.0``
+    writes it) kept as it is. Anything else is refused: it would name nothing to pull or
+    run, and other tools take the name for a path (``../../etc/cron.d/x``)."""
+    if not isinstance(name, str):
+        raise ArchiveError(f"{where}: the name {REF_NAME_ANNOTATION} must be a string, not {_kind(name)}")
+    if _is_tag(name):
+        return name
+    try:
+        parsed = Reference.parse(name)
+    except InvalidReference:
+        raise ArchiveError(f"{where}: the name {_show(name)} is neither a reference nor a tag") from None
+    if parsed.digest:
+        raise ArchiveError(f"{where}: the name {_show(name)} holds a digest; a local name is a tag")
+    return str(parsed)
+
+
+# -- import: OCI archives
+
+
+def _import_oci(archive: _Archive, blobs: BlobStore, manifests: Manifests,
+                plugins: Plugins) -> list[tuple[str | None, Descriptor]]:
+    path = archive.path
+    index = archive.load_json("index.json")
+    if not isinstance(index, dict):
+        raise ArchiveError(f"{path}: index.json must be an object, not {_kind(index)}")
+    entries = index.get("manifests", [])
+    if not isinstance(entries, list):
+        raise ArchiveError(f"{path}: index.json: \"manifests\" must be a list, not {_kind(entries)}")
+    # Every entry and name is checked before a blob is stored.
+    planned = [_oci_entry(raw, f"{path}: index.json entry {number}") for number, raw in enumerate(entries, 1)]
+    for name, member in sorted(archive.members.items()):
+        parts = name.split("/")
+        if len(parts) != 3 or parts[0] != "blobs" or member.isdir():
+            continue
+        digest = f"{parts[1]}:{parts[2]}"
+        if not is_valid(digest):
+            raise ArchiveError(f"{path}: {_show(name)} is not named by a valid digest")
+        member = archive.resolve(name)
+        with _verifying(f"member {_show(name)}"):
+            blobs.put(archive.open(member), expected=digest, size=member.size)
+    for number, (_, entry) in enumerate(planned, 1):
+        _check_complete(blobs, manifests, plugins, entry, f"index.json entry {number}")
+    return planned
+
+
+def _oci_entry(raw, where: str) -> tuple[str | None, Descriptor]:
+    """The local name (if any) and the descriptor an ``index.json`` entry gives."""
+    if not isinstance(raw, dict):
+        raise ArchiveError(f"{where}: a descriptor must be an object, not {_kind(raw)}")
+    try:
+        entry = Descriptor.from_json(raw, "descriptor")
+    except InvalidManifest as exc:
+        raise ArchiveError(f"{where}: {exc}") from None
+    if not isinstance(entry.media_type, str) or not entry.media_type:
+        raise ArchiveError(f"{where}: \"mediaType\" must be a media type, not {_kind(raw.get('mediaType'))}")
+    platform = entry.platform
+    if platform is not None and not (
+            isinstance(platform.os_version, (str, type(None))) and isinstance(platform.variant, (str, type(None)))
+            and all(isinstance(f, str) for f in platform.os_features)):
+        raise ArchiveError(f"{where}: \"platform\" holds something other than strings")
+    name = entry.annotations.get(REF_NAME_ANNOTATION)
+    local = _local_name(name, where) if name is not None else None
+    return local, Descriptor(entry.media_type, entry.digest, entry.size, platform)
+
+
+def _check_complete(blobs: BlobReader, manifests: Manifests, plugins: Plugins, entry: Descriptor,
+                    what: str) -> None:
+    """The archive must hold the entry and, for every image manifest it holds, that
+    image's config and layers (an index may name platforms it does not carry); every
+    descriptor of what it holds must give the size the blob has."""
+    if not blobs.exists(entry.digest):
+        raise ArchiveError(f"the archive lacks {entry.digest}, which {what} names")
+    try:
+        for descriptor in manifests.reachable([entry], strict=True):
+            if not blobs.exists(descriptor.digest):
+                continue
+            # A wrong size is refused, not corrected: the descriptor is what the archive's
+            # author signed off on (an index entry may be signed too), the store keeps
+            # descriptors as given, and other tools (umoci, containerd) refuse the image.
+            if descriptor.size >= 0 and blobs.size(descriptor.digest) != descriptor.size:
+                raise SizeMismatch(descriptor.size, blobs.size(descriptor.digest),
+                                   f"{descriptor.digest} as {what} describes it")
+            if not plugins.is_manifest_type(descriptor.media_type):
+                continue
+            manifest = manifests.read(descriptor)
+            if isinstance(manifest, ImageManifest):
+                for blob in manifest.references():
+                    if not blobs.exists(blob.digest):
+                        raise ArchiveError(f"the archive lacks {blob.digest} of {descriptor.digest}")
+    except ContentStoreError as exc:
+        if not isinstance(exc, VerificationError):
+            _prefix(exc, f"{what}: ")
+        raise
+
+
+# -- import: docker-archives
+
+
+@dataclass(frozen=True)
+class _DockerImage:
+    what: str  # "manifest.json entry N", for messages
+    config_name: str
+    config: tarfile.TarInfo
+    layer_names: list[str]
+    layers: list[tarfile.TarInfo]
+    tags: list[str]
+
+
+def _import_docker(archive: _Archive, blobs: BlobStore) -> list[tuple[str | None, Descriptor]]:
+    manifest = archive.load_json("manifest.json")
+    if not isinstance(manifest, list):
+        raise ArchiveError(f"{archive.path}: manifest.json must be a list of images, not {_kind(manifest)}")
+    # Every entry, name and member is checked before a blob is stored.
+    images = [_docker_entry(archive, entry, f"manifest.json entry {number}")
+              for number, entry in enumerate(manifest, 1)]
+    stored: dict[tuple[str, str], Descriptor] = {}  # a layer two images share is stored once
+    loaded: list[tuple[str | None, Descriptor]] = []
+    for image in images:
+        target = _import_docker_image(archive, blobs, image, stored)
+        loaded.extend((tag, target) for tag in image.tags)
+        if not image.tags:
+            loaded.append((None, target))
     return loaded
 
 
-def _import_layer(blobs: BlobStore, tar, member: tarfile.TarInfo, diff_id: Digest) -> Descriptor:
+def _docker_entry(archive: _Archive, entry, what: str) -> _DockerImage:
+    where = f"{archive.path}: {what}"
+    if not isinstance(entry, dict):
+        raise ArchiveError(f"{where}: an image must be an object, not {_kind(entry)}")
+    config = entry.get("Config")
+    if not isinstance(config, str) or not config:
+        raise ArchiveError(f"{where}: \"Config\" must be a file name, not {_kind(config)}")
+    layers = entry.get("Layers")
+    if layers is None:
+        layers = []
+    if not isinstance(layers, list):
+        raise ArchiveError(f"{where}: \"Layers\" must be a list of file names, not {_kind(layers)}")
+    for layer in layers:
+        if not isinstance(layer, str) or not layer:
+            raise ArchiveError(f"{where}: \"Layers\" must be a list of file names, not one holding {_kind(layer)}")
+    tags = entry.get("RepoTags")
+    if tags is None:
+        tags = []
+    if not isinstance(tags, list):
+        raise ArchiveError(f"{where}: \"RepoTags\" must be a list of references, not {_kind(tags)}")
+    return _DockerImage(
+        what, config, archive.resolve(config, f"the config of {what}"),
+        layers, [archive.resolve(layer, f"layer {n} of {what}") for n, layer in enumerate(layers, 1)],
+        [_repo_tag(tag, where) for tag in tags],
+    )
+
+
+def _repo_tag(tag, where: str) -> str:
+    """A ``RepoTags`` entry as a local name: a reference with a tag, as ``docker load`` wants."""
+    if not isinstance(tag, str):
+        raise ArchiveError(f"{where}: \"RepoTags\" must hold references, not {_kind(tag)}")
+    try:
+        parsed = Reference.parse(tag, default_tag=None)
+    except InvalidReference:
+        raise ArchiveError(f"{where}: RepoTags {_show(tag)} is not a reference") from None
+    if parsed.digest or not parsed.tag:
+        raise ArchiveError(f"{where}: RepoTags {_show(tag)} is not a reference with a tag")
+    return str(parsed)
+
+
+def _import_docker_image(archive: _Archive, blobs: BlobStore, image: _DockerImage,
+                         stored: dict[tuple[str, str], Descriptor]) -> Descriptor:
+    where = f"{archive.path}: {image.what}"
+    config_label = f"the config {_show(image.config_name)} of {image.what}"
+    config_bytes = archive.read(image.config, config_label)
+    try:
+        config = ImageConfig.parse(config_bytes)
+    except RecursionError:
+        raise ArchiveError(f"{archive.path}: {config_label} is nested too deeply") from None
+    except (InvalidManifest, TypeError, AttributeError) as exc:
+        # TypeError, AttributeError: the parser does not check every field's type (os: 5)
+        raise ArchiveError(f"{archive.path}: {config_label} is not a valid image config ({exc})") from None
+    if config.diff_ids is None:
+        raise ArchiveError(f"{archive.path}: {config_label} has no rootfs.diff_ids; not an image")
+    if len(config.diff_ids) != len(image.layers):
+        raise VerificationError(f"{where}: {len(image.layers)} layers, but the image configuration has "
+                                f"{len(config.diff_ids)}")
+    stem = posixpath.basename(image.config_name).removesuffix(".json")
+    expected = f"sha256:{stem}" if is_valid(f"sha256:{stem}") else None
+    with _verifying(config_label):
+        config_info = blobs.put(config_bytes, expected=expected)
+    layers = []
+    for number, (name, member, diff_id) in enumerate(zip(image.layer_names, image.layers, config.diff_ids), 1):
+        key = (member.name, diff_id)
+        if key not in stored:
+            stored[key] = _import_layer(archive, blobs, member, diff_id,
+                                        f"layer {number} {_show(name)} of {image.what}")
+        layers.append(stored[key])
+    body = {
+        "schemaVersion": 2, "mediaType": mt.DOCKER_MANIFEST,
+        "config": {"mediaType": mt.DOCKER_CONFIG, "digest": config_info.digest, "size": config_info.size},
+        "layers": [layer.to_json() for layer in layers],
+    }
+    info = blobs.put(json.dumps(body, indent=3).encode())
+    return Descriptor(mt.DOCKER_MANIFEST, info.digest, info.size)
+
+
+def _import_layer(archive: _Archive, blobs: BlobStore, member: tarfile.TarInfo, diff_id: Digest,
+                  label: str) -> Descriptor:
     """Store a layer file as it is (plain or gzip tar); it enters the store only if its
     uncompressed content has the diffID the config says."""
-    source = tar.extractfile(member)
+    source = archive.open(member)
     head = source.read(2)
     compressed = head == b"\x1f\x8b"
     media_type = mt.DOCKER_LAYER_GZIP if compressed else mt.DOCKER_LAYER
     hasher = DiffIDHasher("gzip" if compressed else "none")
     source.seek(0)
     with blobs.writer(f"import-{uuid.uuid4().hex}", total=member.size) as writer:
-        while chunk := source.read(CHUNK_SIZE):
-            hasher.update(chunk)
-            writer.write(chunk)
-        actual = hasher.digest()
-        if actual != diff_id:
-            writer.abort()
-            raise DigestMismatch(diff_id, actual, f"layer {member.name}")
-        info = writer.commit()
+        try:
+            while chunk := source.read(CHUNK_SIZE):
+                hasher.update(chunk)
+                writer.write(chunk)
+            actual = hasher.digest()
+            if actual != diff_id:
+                raise DigestMismatch(diff_id, actual, label)
+            with _verifying(label):
+                info = writer.commit()
+        except BaseException:
+            writer.abort()  # nothing could resume an ingest of a random name
+            raise
     return Descriptor(media_type, info.digest, info.size)
