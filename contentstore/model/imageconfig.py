@@ -29,7 +29,13 @@ class ImageConfig:
     @classmethod
     def parse(cls, raw: bytes) -> "ImageConfig":
         body = load_json(raw, "image config")
-        platform = Platform.from_json(body) if body.get("os") and body.get("architecture") else None
+        platform = None
+        if body.get("os") and body.get("architecture"):
+            try:
+                platform = Platform.from_json(body)
+            except (TypeError, AttributeError, ValueError):
+                raise InvalidManifest("invalid platform in image configuration: os, architecture, "
+                                      "variant and os.features must be strings") from None
         return cls(raw, body, _diff_ids(body), platform)
 
     def require_diff_ids(self, what: str) -> list[Digest]:

@@ -152,7 +152,7 @@ def load_json(raw: bytes, what: str) -> dict:
     """Parse ``raw`` as a JSON object, with a one-line :class:`InvalidManifest` on failure."""
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidManifest(f"invalid {what}: not JSON ({exc})") from None
     if not isinstance(body, dict):
         raise InvalidManifest(f"invalid {what}: not a JSON object")
@@ -173,7 +173,7 @@ def peek_json(data: bytes) -> dict | None:
         return None
     try:
         body = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return body if isinstance(body, dict) else None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from contentstore.errors import ConfigError, CredentialsNotFound
 from contentstore.local.fsutil import atomic_write
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+#: What may follow ``docker-credential-`` in a helper's program name.
+_HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 
 
@@ -76,11 +79,11 @@ class CredentialStore:
         for section in ("auths", "credHelpers"):
             if not isinstance(data.get(section) or {}, dict):
                 raise wrong(repr(section), "an object")
-        if not isinstance(data.get("credsStore") or "", str):
-            raise wrong("'credsStore'", "a string")
-        for key, helper in (data.get("credHelpers") or {}).items():
-            if not isinstance(helper, str):
-                raise wrong(f"credHelpers[{key!r}]", "a string")
+        helpers = {"'credsStore'": data.get("credsStore") or ""}
+        helpers.update({f"credHelpers[{key!r}]": helper for key, helper in (data.get("credHelpers") or {}).items()})
+        for where, helper in helpers.items():
+            if not isinstance(helper, str) or (helper and not _HELPER_NAME.fullmatch(helper)):
+                raise wrong(where, "the name of a credential helper (letters, digits, '.', '_', '-')")
         for key, entry in (data.get("auths") or {}).items():
             if not isinstance(entry, dict):
                 raise wrong(f"auths[{key!r}]", "an object")
