@@ -102,6 +102,9 @@ class Store:
     def put(self, data: bytes | BinaryIO, expected: str | None = None, size: int | None = None) -> BlobInfo:
         """Store bytes or a binary file object; return its digest and size.
 
+        ``data`` is hashed even when ``expected`` is already stored, and then replaces the
+        stored copy (atomically), which repairs a copy that changed on disk.
+
         :param expected: refuse content with another digest (:class:`DigestMismatch`).
         :param size: refuse content of another length (:class:`SizeMismatch`).
         """
@@ -380,6 +383,9 @@ class Store:
         store has) or a docker-archive (``format="docker"``, one platform)."""
         from contentstore.image import archive
 
+        # Every blob is copied through ContentStore.open_verified (and manifests and
+        # configs read through ContentStore.read): one that changed on disk stops the
+        # export with an error naming it, and no archive is left behind.
         if format == "oci":
             top = self.resolve(ref)
             name = top.annotations.get(REF_NAME_ANNOTATION) or ref
