@@ -414,14 +414,19 @@ class Store:
         """Hold off :meth:`gc` while a multi-step write (blobs, then a tag) is under way."""
         return self.leases.lease()
 
-    def gc(self, dry_run: bool = False) -> maintenance.GcReport:
-        """Delete every blob no reference reaches (and stale ingests)."""
+    def gc(self, dry_run: bool = False, ingests: bool = False) -> maintenance.GcReport:
+        """Delete every blob no reference reaches, stray temporary files, and ingests idle
+        for 24 h (with ``ingests``: every ingest no running process holds)."""
         return maintenance.collect(self.content, self.layout, self.manifests, self.metadata, self.leases,
-                                   dry_run=dry_run)
+                                   dry_run=dry_run, ingests=ingests)
 
-    def verify(self) -> maintenance.VerifyReport:
-        """Rehash every blob; the report lists corrupt blobs and references to missing ones."""
-        return maintenance.verify(self.content, self.layout)
+    def verify(self, repair: bool = False) -> maintenance.VerifyReport:
+        """Rehash every blob and check every descriptor's size; the report lists corrupt
+        blobs, references to missing ones, wrong sizes and damaged files. With ``repair``,
+        corrupt blobs are deleted (the next pull fetches them), a damaged metadata
+        database is rebuilt and ``index.json`` sizes are corrected."""
+        return maintenance.verify(self.content, self.layout, self.manifests, self.metadata, self.leases,
+                                  repair=repair)
 
     def set_label(self, digest: str, key: str, value: str | None) -> None:
         self.metadata.set_label(digest, key, value)
