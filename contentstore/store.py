@@ -167,16 +167,20 @@ class Store:
         raise ReferenceNotFound(str(parsed))
 
     def tag(self, src: str, dest: str) -> str:
-        """Make ``dest`` point where ``src`` (a reference or a digest) points."""
-        target = self.resolve(src)
-        if not self.content.exists(target.digest):
-            raise BlobNotFound(target.digest)
+        """Make ``dest`` point where ``src`` (a reference or a digest) points.
+
+        It holds the lease a pull holds, from finding the target to writing the name, so
+        gc never deletes what the new name is about to point to."""
         parsed = Reference.parse(dest)
         if parsed.digest:
             raise InvalidReference(f"refusing to create a tag with a digest reference: {dest}")
         name = str(parsed)
-        clean = Descriptor(target.media_type, target.digest, target.size, target.platform)
-        self.layout.tag(name, clean)
+        with self.lease():
+            target = self.resolve(src)
+            if not self.content.exists(target.digest):
+                raise BlobNotFound(target.digest)
+            clean = Descriptor(target.media_type, target.digest, target.size, target.platform)
+            self.layout.tag(name, clean)
         return name
 
     def untag(self, ref: str) -> list[str]:
@@ -405,8 +409,9 @@ class Store:
         :class:`~contentstore.image.archive.ImportedImage` list."""
         from contentstore.image import archive
 
-        return archive.import_archive(Path(path), self.content, self.layout, self.manifests, self.plugins,
-                                      self.leases)
+        with self.lease():  # as a pull: gc keeps what the import is about to name
+            return archive.import_archive(Path(path), self.content, self.layout, self.manifests, self.plugins,
+                                          self.leases)
 
     # -- maintenance ---------------------------------------------------------------------
 
