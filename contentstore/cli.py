@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import sys
+import traceback
 
 from contentstore.version import __version__
 
@@ -389,14 +390,24 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except (ContentStoreError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - every error ends as one line, exit status 1
         if args.verbose:
-            raise
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, OSError) and not isinstance(exc, ContentStoreError):
-            message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else message
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+            traceback.print_exc()
+        print(f"{PROG}: error: {_message(exc)}", file=sys.stderr, flush=True)
         return 1
+
+
+def _message(exc: Exception) -> str:
+    """The one line that describes ``exc``: the store's own errors say what they are; an
+    operating system error names its file; anything else is a bug, said as such."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, ContentStoreError):
+        return text or type(exc).__name__
+    if isinstance(exc, OSError):
+        if exc.filename:
+            return f"{exc.strerror or exc}: {exc.filename}"
+        return text or type(exc).__name__
+    return f"unexpected {type(exc).__name__}: {text} (this is a bug; -v shows where)"
 
 
 if __name__ == "__main__":  # pragma: no cover
