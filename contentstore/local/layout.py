@@ -43,7 +43,7 @@ class Layout:
                 atomic_write(self.layout_path, json.dumps(
                     {"imageLayoutVersion": mediatypes.OCI_LAYOUT_VERSION}).encode())
             if not self.index_path.exists():
-                atomic_write(self.index_path, _dump(_empty_index()), what="index.json (the references)")
+                atomic_write(self.index_path, _dump(_empty_index()), what="index.json")
 
     def read(self) -> dict:
         try:
@@ -78,7 +78,7 @@ class Layout:
         with FileLock(self._lock_path):
             index = self.read()
             change(index["manifests"])
-            atomic_write(self.index_path, _dump(index), what="index.json (the references)")
+            atomic_write(self.index_path, _dump(index), what="index.json")
 
     def problems(self) -> list[str]:
         """What is wrong in ``index.json`` without stopping its use: entries whose name

@@ -80,9 +80,15 @@ def collect(blobs: BlobManager, references: ReferenceIndex, manifests: Manifests
             leases: Leases, dry_run: bool = False, ingests: bool = False,
             ingest_max_age: float = STALE_INGEST_SECONDS) -> GcReport:
     """Delete every blob no reference reaches, stale ingests (with ``ingests``: every
-    ingest no running process holds) and stray temporary files."""
+    ingest no running process holds) and stray temporary files.
+
+    Ingests and stray files go first: they hold no content a reference needs, so they are
+    freed (a full disk) even when the sweep of blobs is then refused.
+    """
     report = GcReport(dry_run=dry_run)
     with leases.exclusive():
+        report.ingests = blobs.remove_stale_ingests(0 if ingests else ingest_max_age, dry_run=dry_run)
+        report.temporary = references.remove_temporary(dry_run) + blobs.remove_temporary(dry_run)
         try:
             marked = {d.digest for d in manifests.reachable(references.entries())}
         except UnsupportedMediaType as exc:
@@ -100,9 +106,7 @@ def collect(blobs: BlobManager, references: ReferenceIndex, manifests: Manifests
                 blobs.delete(blob.digest)
         if not dry_run:
             metadata.forget_blobs([b.digest for b in report.removed])
-        report.ingests = blobs.remove_stale_ingests(0 if ingests else ingest_max_age, dry_run=dry_run)
-        report.temporary = (references.remove_temporary(dry_run) + blobs.remove_temporary(dry_run)
-                            + metadata.remove_temporary(dry_run))
+        report.temporary += metadata.remove_temporary(dry_run)
     return report
 
 

@@ -112,9 +112,9 @@ class Metadata:
     # -- connections and errors ----------------------------------------------------------
 
     def _ensure(self) -> None:
-        """Create the schema on first use (not in ``__init__``: a damaged file must not stop
-        commands that never use the metadata); a missing database is created with the
-        labels of ``labels.json``, and a missing ``labels.json`` is written."""
+        """Create the schema on first use (not in ``__init__``: a damaged file must not
+        stop commands that never use the metadata); a missing database is created (by a
+        write) with the labels of ``labels.json``."""
         if self._ready:
             return
         with self._ready_lock:
@@ -125,17 +125,12 @@ class Metadata:
                 db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
                 try:
                     db.executescript(_SCHEMA)
-                    if created or not self.labels_path.exists():
-                        db.execute("BEGIN IMMEDIATE")
-                        try:
-                            if created:
-                                labels, _ = self._read_copy()
-                                db.executemany("INSERT OR IGNORE INTO label VALUES (?, ?, ?)", labels)
-                            self._write_copy(db)
-                        except BaseException:
-                            db.execute("ROLLBACK")
-                            raise
-                        db.execute("COMMIT")
+                    if created:
+                        labels, _ = self._read_copy()
+                        if labels:
+                            db.execute("BEGIN IMMEDIATE")
+                            db.executemany("INSERT OR IGNORE INTO label VALUES (?, ?, ?)", labels)
+                            db.execute("COMMIT")
                 finally:
                     db.close()
             self._ready = True
@@ -164,8 +159,23 @@ class Metadata:
 
     @contextlib.contextmanager
     def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """A connection; with ``write``, inside one immediate (write-locked) transaction."""
-        self._ensure()
+        """A connection; with ``write``, inside one immediate (write-locked) transaction.
+
+        Reading writes nothing: a database that does not exist yet (or was lost) reads as
+        an empty one holding the labels of ``labels.json``, so gc and verify work on a
+        full disk; the file is created by the first write.
+        """
+        if not write and not self._ready and not os.path.lexists(self.path):
+            with self._guard():
+                db = sqlite3.connect(":memory:", isolation_level=None)
+                try:
+                    db.executescript(_SCHEMA)
+                    db.executemany("INSERT OR IGNORE INTO label VALUES (?, ?, ?)", self._read_copy()[0])
+                    yield db
+                finally:
+                    db.close()
+            return
+        self._ensure()  # creates the tables only where they are missing: no write otherwise
         with self._guard():
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             try:
@@ -175,6 +185,8 @@ class Metadata:
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute("BEGIN IMMEDIATE")
                 try:
+                    if not self.labels_path.exists():  # a store from before labels.json
+                        self._write_copy(db)
                     yield db
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -279,9 +291,11 @@ class Metadata:
     def remove_temporary(self, dry_run: bool = False) -> list[StrayFile]:
         """Half-written copies of ``labels.json`` a killed process left (looked for while
         holding the write lock, so none is being written)."""
+        pattern = f".{self.labels_path.name}.*.tmp"
+        if not any(self.labels_path.parent.glob(pattern)):
+            return []  # the usual case: no write lock (nor a database) needed
         with self._connect(write=True):
-            return remove_files(sorted(self.labels_path.parent.glob(f".{self.labels_path.name}.*.tmp")),
-                                dry_run)
+            return remove_files(sorted(self.labels_path.parent.glob(pattern)), dry_run)
 
     # -- diffIDs -------------------------------------------------------------------------
 
