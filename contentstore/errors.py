@@ -107,6 +107,11 @@ class StoreDamaged(ContentStoreError):
         self.path = path
 
 
+class IndexDamaged(StoreDamaged, InvalidManifest):
+    """``index.json`` cannot be read as an OCI image index (also an :class:`InvalidManifest`,
+    as it was before the store told damage apart)."""
+
+
 class CorruptBlob(DigestMismatch, StoreDamaged):
     """A stored blob's bytes no longer hash to its digest (it changed on disk): it is
     never used; ``verify --repair`` deletes it and the next pull fetches it again."""

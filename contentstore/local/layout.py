@@ -6,7 +6,8 @@ annotation is the full normalized reference. ``index.json`` is rewritten atomica
 other's entries and a reader always sees a whole file.
 
 An ``index.json`` that cannot be read (not JSON, nested beyond reason, not an index, an
-entry that is not a descriptor) is a :class:`StoreDamaged` naming the file. An entry
+entry that is not a descriptor) is an :class:`IndexDamaged` naming the file, and is never
+written over (a tag fails instead). An entry
 whose name annotation is not a string keeps its content (gc marks from every entry) but
 names nothing; :meth:`Layout.problems` reports it.
 """
@@ -17,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from contentstore.errors import InvalidManifest, ReferenceNotFound, StoreDamaged
+from contentstore.errors import IndexDamaged, InvalidManifest, ReferenceNotFound
 from contentstore.local.fsutil import FileLock, StrayFile, atomic_write, remove_files
 from contentstore.model import mediatypes
 from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor
@@ -49,29 +50,23 @@ class Layout:
         try:
             index = json.loads(self.index_path.read_bytes())
         except RecursionError:
-            raise StoreDamaged(f"{self.index_path} is damaged: nested too deeply to be an OCI "
-                               f"image index", str(self.index_path)) from None
-        except ValueError as exc:
-            raise StoreDamaged(f"{self.index_path} is damaged: not valid JSON ({exc})",
+            raise IndexDamaged(f"{self.index_path} is not an OCI image index: nested too deeply",
                                str(self.index_path)) from None
+        except ValueError as exc:
+            raise IndexDamaged(f"{self.index_path} is not valid JSON: {exc}", str(self.index_path)) from None
         if not isinstance(index, dict) or not isinstance(index.get("manifests", []), list):
-            raise StoreDamaged(f"{self.index_path} is damaged: not an OCI image index", str(self.index_path))
+            raise IndexDamaged(f"{self.index_path} is not an OCI image index", str(self.index_path))
         index.setdefault("manifests", [])
-        for position, entry in enumerate(index["manifests"]):
-            if not isinstance(entry, dict):
-                raise StoreDamaged(f"{self.index_path} is damaged: entry {position} is not a descriptor",
-                                   str(self.index_path))
         return index
 
     def entries(self) -> list[Descriptor]:
         """Every entry of ``index.json``, named or not."""
-        result = []
-        for position, entry in enumerate(self.read()["manifests"]):
-            try:
-                result.append(Descriptor.from_json(entry, f"entry {position}"))
-            except InvalidManifest as exc:
-                raise StoreDamaged(f"{self.index_path} is damaged: {exc}", str(self.index_path)) from None
-        return result
+        try:
+            return [Descriptor.from_json(entry, "index.json entry") for entry in self.read()["manifests"]]
+        except IndexDamaged:
+            raise
+        except InvalidManifest as exc:
+            raise IndexDamaged(f"{exc} (in {self.index_path})", str(self.index_path)) from None
 
     def update(self, change: Callable[[list[dict]], None]) -> None:
         """Apply ``change`` to the list of entries under the lock, and write it back."""
@@ -98,7 +93,7 @@ class Layout:
 
         def change(manifests: list[dict]) -> None:
             for entry in manifests:
-                digest = entry.get("digest")
+                digest = entry.get("digest") if isinstance(entry, dict) else None
                 if isinstance(digest, str) and digest in sizes and entry.get("size") != sizes[digest]:
                     entry["size"] = sizes[digest]
                     changed.append(digest)
@@ -155,7 +150,7 @@ class Layout:
 
 
 def _name_of(entry: dict) -> str | None:
-    annotations = entry.get("annotations")
+    annotations = entry.get("annotations") if isinstance(entry, dict) else None
     name = annotations.get(REF_NAME_ANNOTATION) if isinstance(annotations, dict) else None
     return name if isinstance(name, str) else None
 

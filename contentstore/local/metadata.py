@@ -137,25 +137,48 @@ class Metadata:
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
-        """SQLite's errors as the store's: one line naming the file."""
+        """SQLite's errors as the store's: one line naming the file. A plain SQL error
+        from a database whose tables are ours is a bug, and stays as it is."""
         try:
             yield
         except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+            error = self._error(exc)
+            if error is None:
+                raise
+            raise error from exc
 
-    def _error(self, exc: sqlite3.Error) -> ContentStoreError:
+    def _damaged(self, detail: str) -> MetadataDamaged:
+        return MetadataDamaged(f"metadata database {self.path} is damaged ({detail}): "
+                               f"`contentstore verify --repair` rebuilds it", str(self.path))
+
+    def _error(self, exc: sqlite3.Error) -> ContentStoreError | None:
         code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
         if code == _SQLITE_FULL:
             return WriteError("metadata", str(self.path), str(exc))
-        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB, _SQLITE_ERROR) or \
-                (code == _SQLITE_CANTOPEN and self.path.is_dir()):
-            # SQLITE_ERROR: our fixed statements failed, so the tables are not ours.
-            return MetadataDamaged(f"metadata database {self.path} is damaged ({exc}): "
-                                   f"`contentstore verify --repair` rebuilds it", str(self.path))
+        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or (code == _SQLITE_CANTOPEN and self.path.is_dir()):
+            return self._damaged(str(exc))
+        if code == _SQLITE_ERROR:  # our fixed statements failed: are the tables ours?
+            shape = self._shape_problem()
+            return self._damaged(f"{exc}; {shape}") if shape else None
         if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
             return MetadataError(f"metadata database {self.path} stayed locked by another process: {exc}",
                                  str(self.path))
         return MetadataError(f"metadata database {self.path}: {exc}", str(self.path))
+
+    def _shape_problem(self) -> str | None:
+        """What is not as the schema makes it (a table missing, other columns), if anything."""
+        try:
+            db = sqlite3.connect(self.path, timeout=60)
+            try:
+                for table, columns in _COLUMNS.items():
+                    found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+                    if found != columns:
+                        return f"table {table} has columns {found}, not {columns}"
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            return str(exc)
+        return None
 
     @contextlib.contextmanager
     def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
@@ -226,15 +249,12 @@ class Metadata:
         """
         with self._connect() as db:
             problems = [row[0] for row in db.execute("PRAGMA quick_check")]
-            if problems != ["ok"]:
-                raise MetadataDamaged(f"metadata database {self.path} is damaged ({problems[0]}): "
-                                      f"`contentstore verify --repair` rebuilds it", str(self.path))
-            for table, columns in _COLUMNS.items():
-                found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
-                if found != columns:
-                    raise MetadataDamaged(f"metadata database {self.path} is damaged (table {table} "
-                                          f"has columns {found}, not {columns}): `contentstore verify "
-                                          f"--repair` rebuilds it", str(self.path))
+        if problems != ["ok"]:
+            raise self._damaged(problems[0])
+        if os.path.lexists(self.path):
+            shape = self._shape_problem()
+            if shape:
+                raise self._damaged(shape)
 
     def rebuild(self) -> Rebuilt:
         """Replace a damaged database with a new one: the damaged file (and its journal) is
