@@ -568,24 +568,36 @@ def test_index_json_nested_100000_deep_is_one_error_naming_it(tmp_path):
     index.write_text("[" * 100_000 + "]" * 100_000)
     for args in (["images"], ["tag", "example.com/x:1", "y:1"], ["inspect", "example.com/x:1"]):
         line = assert_verbose_same_error(root, *args)
-        assert line == f"contentstore: error: {index} is damaged: nested too deeply to be an OCI image index"
-    assert error_line(cli(root, "gc", expect=1)).startswith(f"contentstore: error: gc refused: {index} is damaged")
+        assert line == f"contentstore: error: {index} is not an OCI image index: nested too deeply"
+    assert error_line(cli(root, "gc", expect=1)) == \
+        f"contentstore: error: gc refused: {index} is not an OCI image index: nested too deeply"
     err = cli(root, "verify", expect=1).err
-    assert err == f"contentstore: error: {index} is damaged: nested too deeply to be an OCI image index\n"
+    assert err == f"contentstore: error: {index} is not an OCI image index: nested too deeply\n"
+    assert index.read_text() == "[" * 100_000 + "]" * 100_000  # never written over
 
 
 @pytest.mark.parametrize("content, says", [
-    ("{not json", "not valid JSON"),
-    ('{"manifests": {"a": 1}}', "not an OCI image index"),
-    ('{"manifests": [42]}', "entry 0 is not a descriptor"),
-    ('{"manifests": [{"digest": "sha256:12", "size": 1}]}', "invalid entry 0"),
+    ("{not json", "{index} is not valid JSON: "),
+    ('{"manifests": {"a": 1}}', "{index} is not an OCI image index"),
+    ('{"manifests": [42]}', "invalid index.json entry: missing or malformed field"),
+    ('{"manifests": [{"digest": "sha256:12", "size": 1}]}', "invalid index.json entry: invalid digest"),
 ])
 def test_a_malformed_index_json_is_one_error_naming_it(tmp_path, content, says):
     root = tmp_path / "store"
-    Store(root)
-    (root / "index.json").write_text(content)
-    line = error_line(cli(root, "images", expect=1))
-    assert line.startswith(f"contentstore: error: {root / 'index.json'} is damaged: ") and says in line
+    blob = Store(root).put(b"a blob to tag").digest
+    index = root / "index.json"
+    index.write_text(content)
+    for args in (["images"], ["gc"], ["verify"]):
+        line = error_line(cli(root, *args, expect=1))
+        assert says.format(index=index) in line and str(index) in line
+    with pytest.raises(StoreDamaged):
+        Store(root).layout.entries()
+    whole_file = "entry" not in says
+    tag = cli(root, "tag", blob, "example.com/x:1", expect=1 if whole_file else 0)
+    if whole_file:  # never written over
+        assert says.format(index=index) in error_line(tag) and index.read_text() == content
+    else:           # the new entry is added, the malformed one kept as it was
+        assert json.loads(index.read_text())["manifests"][0] == json.loads(content)["manifests"][0]
 
 
 def test_a_ref_name_that_is_a_number_names_nothing_keeps_its_content_and_verify_says_so(tmp_path):
