@@ -169,7 +169,7 @@ def _check_metadata(metadata: Metadata, leases: Leases, repair: bool, report: Ve
         rebuilt = metadata.rebuild()
     kept = f"the damaged file is kept as {rebuilt.kept_as}; " if rebuilt.kept_as else ""
     source = (f"{rebuilt.labels} labels restored from {metadata.labels_path.name}"
-              + (f" and the damaged file" if rebuilt.from_damaged else ""))
+              + (" and the damaged file" if rebuilt.from_damaged else ""))
     if not rebuilt.from_copy and not rebuilt.from_damaged:
         source = (f"no labels could be restored ({metadata.labels_path.name} is missing or unreadable): "
                   f"gc may now sweep a schema1 image's original manifest")
