@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import sys
+import traceback
 
 from typing import TYPE_CHECKING
 
@@ -213,26 +214,40 @@ def cmd_rmi(ctx: Context) -> int:
 
 
 def cmd_gc(ctx: Context) -> int:
-    report = ctx.store.gc(dry_run=ctx.args.dry_run)
+    report = ctx.store.gc(dry_run=ctx.args.dry_run, ingests=ctx.args.ingests)
     verb = "would delete" if report.dry_run else "deleted"
     for blob in report.removed:
         ctx.info(f"{verb}: {blob.digest} ({human_size(blob.size)})")
     for ingest in report.ingests:
-        ctx.info(f"{verb} stale ingest: {ingest.ref} ({human_size(ingest.offset)})")
+        ctx.info(f"{verb} ingest: {ingest.ref} ({human_size(ingest.offset)})")
+    for stray in report.temporary:
+        ctx.info(f"{verb} stray file: {stray.path} ({human_size(stray.size)})")
     what = "Reclaimable space" if report.dry_run else "Total reclaimed space"
     ctx.out(f"{what}: {human_size(report.removed_bytes)} "
-            f"({len(report.removed)} blobs, {len(report.ingests)} ingests; {report.kept} blobs kept)")
+            f"({len(report.removed)} blobs, {len(report.ingests)} ingests, {len(report.temporary)} stray "
+            f"files; {report.kept} blobs kept)")
     return 0
 
 
 def cmd_verify(ctx: Context) -> int:
-    report = ctx.store.verify()
+    report = ctx.store.verify(repair=ctx.args.repair)
+    removed = set(report.removed)
+    for line in report.damaged:
+        print(f"{PROG}: error: {line}", file=sys.stderr)
     for name, actual in report.corrupt:
-        print(f"{PROG}: error: corrupt blob {name}: content hashes to {actual}", file=sys.stderr)
+        done = "; removed" if name in removed else ""
+        print(f"{PROG}: error: corrupt blob {name}: content hashes to {actual}{done}", file=sys.stderr)
     for ref, digest in report.missing:
         print(f"{PROG}: error: {ref} points to missing blob {digest}", file=sys.stderr)
+    for problem in report.sizes:
+        where = "index.json" if problem.in_index else "a manifest"
+        print(f"{PROG}: error: {problem.reference}: {where} says {problem.digest} has {problem.stated} "
+              f"bytes, the blob has {problem.actual}", file=sys.stderr)
+    for line in report.repaired:
+        ctx.info(f"repaired: {line}")
     ctx.info(f"verified {report.checked} blobs: {len(report.corrupt)} corrupt, "
-             f"{len(report.missing)} missing")
+             f"{len(report.missing)} missing, {len(report.sizes)} wrong sizes, "
+             f"{len(report.damaged)} damaged files or entries")
     return 0 if report.ok else 1
 
 
@@ -340,12 +355,19 @@ def build_parser() -> argparse.ArgumentParser:
     rmi.add_argument("refs", metavar="REF", nargs="+")
     rmi.set_defaults(func=cmd_rmi)
 
-    gc = commands.add_parser("gc", help="delete blobs no reference reaches")
+    gc = commands.add_parser("gc", help="delete blobs no reference reaches, stray temporary files and "
+                             "ingests idle for 24 h; report what and how many bytes")
     gc.add_argument("--dry-run", action="store_true", help="report, delete nothing")
+    gc.add_argument("--ingests", action="store_true", help="also every ingest no running process holds "
+                    "(what a killed pull or put left), however recent")
     gc.set_defaults(func=cmd_gc)
 
-    commands.add_parser("verify", help="rehash every blob; non-zero exit if any is corrupt"
-                        ).set_defaults(func=cmd_verify)
+    verify = commands.add_parser("verify", help="rehash every blob, check every descriptor's size; "
+                                 "non-zero exit naming each corrupt or missing one")
+    verify.add_argument("--repair", action="store_true", help="delete corrupt blobs (the next pull "
+                        "fetches them again), rebuild metadata that is only a cache, correct "
+                        "index.json sizes")
+    verify.set_defaults(func=cmd_verify)
     commands.add_parser("plugins", help="installed plugins: name, kind, version, distribution"
                         ).set_defaults(func=cmd_plugins)
     return parser
@@ -373,14 +395,24 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except (ContentStoreError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - every error ends as one line, exit status 1
         if args.verbose:
-            raise
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, OSError) and not isinstance(exc, ContentStoreError):
-            message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else message
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+            traceback.print_exc()
+        print(f"{PROG}: error: {_message(exc)}", file=sys.stderr, flush=True)
         return 1
+
+
+def _message(exc: Exception) -> str:
+    """The one line that describes ``exc``: the store's own errors say what they are; an
+    operating system error names its file; anything else is a bug, said as such."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, ContentStoreError):
+        return text or type(exc).__name__
+    if isinstance(exc, OSError):
+        if exc.filename:
+            return f"{exc.strerror or exc}: {exc.filename}"
+        return text or type(exc).__name__
+    return f"unexpected {type(exc).__name__}: {text} (this is a bug; -v shows where)"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -95,6 +95,66 @@ class SizeMismatch(VerificationError):
         self.actual = actual
 
 
+# -- the store on disk -------------------------------------------------------------------
+
+
+class StoreDamaged(ContentStoreError):
+    """A file of the store on disk is not what the store wrote: a blob changed after it
+    was stored, an unreadable ``index.json`` or ``metadata.db``. ``contentstore verify
+    --repair`` removes or rebuilds what it can.
+
+    :ivar path: the damaged file, when there is one.
+    """
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+class IndexDamaged(StoreDamaged, InvalidManifest):
+    """``index.json`` cannot be read as an OCI image index (also an :class:`InvalidManifest`,
+    as it was before the store told damage apart)."""
+
+
+class CorruptBlob(DigestMismatch, StoreDamaged):
+    """A stored blob's bytes no longer hash to its digest (it changed on disk): it is
+    never used; ``verify --repair`` deletes it and the next pull fetches it again."""
+
+    def __init__(self, digest: str, actual: str, path: str | None = None):
+        DigestMismatch.__init__(self, digest, actual, f"blob {digest}")
+        self.args = (f"{self.args[0]} (the stored copy changed on disk: `contentstore verify "
+                     f"--repair` removes it, a pull fetches it again)",)
+        self.digest = digest
+        self.path = path
+
+
+class MetadataError(ContentStoreError):
+    """``metadata.db`` could not be used (locked for too long, not readable)."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+class MetadataDamaged(MetadataError, StoreDamaged):
+    """``metadata.db`` is not a usable SQLite database (garbage, truncated, a directory)."""
+
+
+class WriteError(ContentStoreError):
+    """The store could not write a file (the disk is full, a quota, an I/O error).
+
+    :ivar what: what was being written (``blob sha256:…``, ``index.json``…).
+    :ivar path: the file being written.
+    :ivar errno: the operating system's error number, when there is one.
+    """
+
+    def __init__(self, what: str, path: str, reason: str, errno: int | None = None):
+        super().__init__(f"cannot write {what} ({path}): {reason}")
+        self.what = what
+        self.path = path
+        self.errno = errno
+
+
 # -- formats and plugins -----------------------------------------------------------------
 
 

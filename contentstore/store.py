@@ -111,6 +111,9 @@ class Store:
     def put(self, data: bytes | BinaryIO, expected: str | None = None, size: int | None = None) -> BlobInfo:
         """Store bytes or a binary file object; return its digest and size.
 
+        ``data`` is hashed even when ``expected`` is already stored, and then replaces the
+        stored copy (atomically), which repairs a copy that changed on disk.
+
         :param expected: refuse content with another digest (:class:`DigestMismatch`).
         :param size: refuse content of another length (:class:`SizeMismatch`).
         """
@@ -123,8 +126,10 @@ class Store:
         return self.content.writer(ref, expected=expected, total=size, wait=wait)
 
     def open(self, digest: str) -> BinaryIO:
-        """The blob ``digest`` as a binary file object (also a context manager)."""
-        return self.content.open(digest)
+        """The blob ``digest`` as a binary file object (also a context manager), checked as
+        it is read: the read that reaches its end raises :class:`CorruptBlob` if the bytes
+        on disk are not what the digest says."""
+        return self.content.open_verified(digest)
 
     def exists(self, digest: str) -> bool:
         return self.content.exists(digest)
@@ -177,18 +182,20 @@ class Store:
 
         A Docker-typed manifest or index is named through its OCI form (made if needed), so
         that every OCI tool reads the new reference; the entry keeps the original's digest.
+        It holds the lease a pull holds, from finding the target to writing the name, so
+        gc never deletes what the new name is about to point to.
         """
-        target = self.resolve(src)
-        if not self.content.exists(target.digest):
-            raise BlobNotFound(target.digest)
         parsed = Reference.parse(dest)
         if parsed.digest:
             raise InvalidReference(f"refusing to create a tag with a digest reference: {dest}")
         name = str(parsed)
         self._upgrade_once()
-        known_as = target.annotations.get(ORIGINAL_DIGEST_ANNOTATION)
-        entry = self._entry(target, known_as)
-        self.layout.tag(name, entry)
+        with self.lease():
+            target = self.resolve(src)
+            if not self.content.exists(target.digest):
+                raise BlobNotFound(target.digest)
+            entry = self._entry(target, target.annotations.get(ORIGINAL_DIGEST_ANNOTATION))
+            self.layout.tag(name, entry)
         return name
 
     def _entry(self, target: Descriptor, registry_digest: str | None = None) -> Descriptor:
@@ -204,7 +211,10 @@ class Store:
         if marker.exists():
             return
         with self.lease():
-            self.view.upgrade(self.layout)
+            try:
+                self.view.upgrade(self.layout)
+            except InvalidManifest:
+                return  # a damaged index.json: verify names it; the write at hand may still go on
         marker.touch()
 
     def untag(self, ref: str) -> list[str]:
@@ -441,6 +451,9 @@ class Store:
         store has) or a docker-archive (``format="docker"``, one platform)."""
         from contentstore.image import archive
 
+        # Every blob is copied through ContentStore.open_verified (and manifests and
+        # configs read through ContentStore.read): one that changed on disk stops the
+        # export with an error naming it, and no archive is left behind.
         if format == "oci":
             top = self.resolve(ref)
             name = top.annotations.get(REF_NAME_ANNOTATION) or ref
@@ -461,9 +474,9 @@ class Store:
         from contentstore.image import archive
 
         self._upgrade_once()
-        loaded = archive.import_archive(Path(path), self.content, self.layout, self.manifests, self.plugins,
-                                        self.leases)
-        with self.lease():
+        with self.lease():  # as a pull: gc keeps what the import is about to name
+            loaded = archive.import_archive(Path(path), self.content, self.layout, self.manifests, self.plugins,
+                                            self.leases)
             self.view.upgrade(self.layout)  # a docker-archive's images are Docker-typed
         return loaded
 
@@ -473,14 +486,19 @@ class Store:
         """Hold off :meth:`gc` while a multi-step write (blobs, then a tag) is under way."""
         return self.leases.lease()
 
-    def gc(self, dry_run: bool = False) -> maintenance.GcReport:
-        """Delete every blob no reference reaches (and stale ingests)."""
+    def gc(self, dry_run: bool = False, ingests: bool = False) -> maintenance.GcReport:
+        """Delete every blob no reference reaches, stray temporary files, and ingests idle
+        for 24 h (with ``ingests``: every ingest no running process holds)."""
         return maintenance.collect(self.content, self.layout, self.manifests, self.metadata, self.leases,
-                                   dry_run=dry_run)
+                                   dry_run=dry_run, ingests=ingests)
 
-    def verify(self) -> maintenance.VerifyReport:
-        """Rehash every blob; the report lists corrupt blobs and references to missing ones."""
-        return maintenance.verify(self.content, self.layout)
+    def verify(self, repair: bool = False) -> maintenance.VerifyReport:
+        """Rehash every blob and check every descriptor's size; the report lists corrupt
+        blobs, references to missing ones, wrong sizes and damaged files. With ``repair``,
+        corrupt blobs are deleted (the next pull fetches them), a damaged metadata
+        database is rebuilt and ``index.json`` sizes are corrected."""
+        return maintenance.verify(self.content, self.layout, self.manifests, self.metadata, self.leases,
+                                  repair=repair)
 
     def set_label(self, digest: str, key: str, value: str | None) -> None:
         self.metadata.set_label(digest, key, value)

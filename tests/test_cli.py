@@ -49,7 +49,9 @@ def test_errors_are_one_line_and_usage_errors_exit_2(cli):
                    "sha256 needs 64 lower-case hex characters\n")
     err = cli("blob", "get", "sha256:" + "0" * 64, expect=1).stderr.decode()
     assert err == f"contentstore: error: blob sha256:{'0' * 64} is not in the store\n"
-    assert "Traceback" in cli("-v", "blob", "get", "sha256:" + "0" * 64, expect=1).stderr.decode()
+    verbose = cli("-v", "blob", "get", "sha256:" + "0" * 64, expect=1).stderr.decode().splitlines()
+    assert verbose[0] == "Traceback (most recent call last):"  # then the same line, last
+    assert verbose[-1] == f"contentstore: error: blob sha256:{'0' * 64} is not in the store"
     cli("no-such-command", expect=2)
     cli("tag", "only-one", expect=2)
     cli("-p", "schema1", "plugins", expect=2)
@@ -113,6 +115,11 @@ def test_gc_and_verify(cli):
     path.write_bytes(b"{}")
     err = cli("verify", expect=1).stderr.decode()
     assert f"corrupt blob {image.config.digest}" in err
+    out = cli("verify", "--repair", expect=1).stdout.decode()
+    assert f"repaired: removed corrupt blob {image.config.digest}" in out
+    assert not store.exists(image.config.digest)
+    err = cli("verify", expect=1).stderr.decode()
+    assert err == f"contentstore: error: example.com/app:1 points to missing blob {image.config.digest}\n"
 
 
 def test_plugins_command(cli):

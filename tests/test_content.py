@@ -33,9 +33,16 @@ def test_put_stream_and_expected(store):
     expected = digests.of_bytes(data)
     info = store.put(io.BytesIO(data), expected=expected, size=len(data))
     assert info == (expected, len(data))
-    # a second put of the same content is a no-op
+    # a second put of the same content is checked again and stores nothing new ...
     assert store.put(data, expected=expected) == info
+    assert store.put(io.BytesIO(data), expected=expected) == info
     assert len(blob_files(store)) == 1
+    # ... and other bytes are refused even though the digest is stored
+    with pytest.raises(DigestMismatch):
+        store.put(b"other bytes", expected=expected)
+    with pytest.raises(DigestMismatch):
+        store.put(io.BytesIO(b"other bytes"), expected=expected)
+    assert store.content.rehash(expected) == expected and store.content.ingests() == []
 
 
 def test_put_sha512(store):

@@ -84,7 +84,7 @@ def test_gc_removes_stale_ingests_only(store):
     assert store.gc().ingests == []
     leftover = store.content.tmp_dir / "put-killed"
     leftover.write_bytes(b"half a put")
-    assert "put-killed" in [i.ref for i in store.content.remove_stale_ingests(older_than=0)]
+    assert [f.path for f in store.content.remove_temporary()] == [leftover]
     assert not leftover.exists()
 
 

@@ -32,7 +32,7 @@ from typing import BinaryIO, Iterator
 from contentstore.errors import (ArchiveError, ContentStoreError, DigestMismatch, InvalidManifest, InvalidReference,
                                  SizeMismatch, VerificationError)
 from contentstore.image.compression import DiffIDHasher, decompressor
-from contentstore.local.fsutil import atomic_file
+from contentstore.local.fsutil import atomic_file, writing
 from contentstore.local.interfaces import BlobReader, BlobStore, ReferenceIndex
 from contentstore.local.leases import Leases
 from contentstore.local.manifests import Manifests
@@ -63,10 +63,12 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _add_blob(tar: tarfile.TarFile, blobs: BlobReader, digest: Digest, name: str) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = blobs.size(digest), 0o444, 0
-    with blobs.open(digest) as blob:
+def _add_blob(tar: tarfile.TarFile, blobs: BlobReader, digest: Digest, name: str, size: int = -1) -> None:
+    """Copy a stored blob into the archive, verified as it streams (a blob that changed on
+    disk raises CorruptBlob before its last bytes are written)."""
+    with blobs.open_verified(digest, size if size >= 0 else None) as blob:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(blob), 0o444, 0
         tar.addfile(info, blob)
 
 
@@ -89,7 +91,7 @@ def export_oci(top: Descriptor, name: str, path: Path, blobs: BlobReader, manife
             if descriptor.digest in written or descriptor.digest in converter.replaced:
                 continue
             if blobs.exists(descriptor.digest):
-                _add_blob(tar, blobs, descriptor.digest, _blob_name(descriptor.digest))
+                _add_blob(tar, blobs, descriptor.digest, _blob_name(descriptor.digest), descriptor.size)
                 written.add(descriptor.digest)
     return new_top
 
@@ -171,16 +173,21 @@ def export_docker(name: str | None, config: ImageConfig, config_digest: Digest, 
 def _add_layer_tar(tar: tarfile.TarFile, blobs: BlobReader, layer: Descriptor, compression: str,
                    diff_id: Digest, name: str) -> None:
     """Decompress a layer into a temporary file (a tar header needs its size), check its
-    diffID, and add it."""
+    digest (as it streams) and its diffID, and add it."""
     hasher = DiffIDHasher("none")
-    with tempfile.TemporaryFile() as spool, blobs.open(layer.digest) as blob:
+    size = layer.size if layer.size >= 0 else None
+    spooled = f"the uncompressed layer {layer.digest} (a temporary file)"
+    with tempfile.TemporaryFile() as spool, blobs.open_verified(layer.digest, size) as blob:
         inflate = decompressor(compression)
         while chunk := blob.read(CHUNK_SIZE):
             data = inflate.decompress(chunk)
-            spool.write(data)
+            with writing(spooled, tempfile.gettempdir()):
+                spool.write(data)
             hasher.update(data)
         tail = inflate.finish()
-        spool.write(tail)
+        with writing(spooled, tempfile.gettempdir()):
+            spool.write(tail)
+            spool.flush()
         hasher.update(tail)
         if hasher.digest() != diff_id:
             raise DigestMismatch(diff_id, hasher.digest(), f"uncompressed layer {layer.digest}")

@@ -9,12 +9,17 @@ An ingest is named by a *ref* (for a download, the expected digest). A writer th
 an ingest of its ref left by a writer that died continues from where it stopped,
 rebuilding the hash from the bytes already there (containerd's resumable ingests). Each
 ingest is guarded by a ``flock``, released by the kernel when its holder dies.
+
+A blob read back for use (:meth:`ContentStore.open_verified`, :meth:`ContentStore.read`)
+is hashed as it streams, and the read that reaches its end raises :class:`CorruptBlob`
+instead of returning the last bytes when the file changed on disk since it was stored.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -25,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, NamedTuple
 
-from contentstore.errors import BlobNotFound, DigestMismatch, IngestLocked, SizeMismatch
-from contentstore.local.fsutil import FileLock, atomic_file, atomic_write, fsync_dir
+from contentstore.errors import BlobNotFound, CorruptBlob, DigestMismatch, IngestLocked, SizeMismatch
+from contentstore.local.fsutil import (FileLock, StrayFile, atomic_file, atomic_write, fsync_dir, remove_files,
+                                       write_error, writing)
 from contentstore.model import digest as digests
 from contentstore.model.digest import Digest
 from contentstore.model.limits import CHUNK_SIZE
@@ -50,11 +56,142 @@ class IngestStatus:
     active: bool
 
 
+class VerifiedReader(io.RawIOBase):
+    """A stored blob read back for use: its bytes are hashed as they are read, and the
+    read that reaches the blob's end raises :class:`CorruptBlob` instead of returning its
+    last bytes when they do not hash to the blob's digest (the file changed on disk). A
+    consumer that reads to the end has therefore either every byte, verified, or an
+    error naming the blob; it never holds all of a changed blob.
+
+    Seeking is free; a read that does not start where hashing stopped first rehashes the
+    bytes before it (from the file, without moving), so a consumer that goes back (a
+    retried request) or skips (an upload resumed mid-blob) is still verified in full.
+    Once the whole blob has been verified, reads are not hashed again.
+    """
+
+    def __init__(self, path: Path, digest: Digest, size: int | None = None):
+        super().__init__()
+        self.digest = digest
+        self.name = str(path)
+        try:
+            self._file = open(path, "rb", buffering=0)
+        except FileNotFoundError:
+            raise BlobNotFound(digest) from None
+        self._hasher = digest.hasher()
+        self._hashed = 0       # the hasher holds bytes [0, _hashed)
+        self._position = 0
+        self._verified = False
+        self._error: Exception | None = None
+        try:
+            self.size = os.fstat(self._file.fileno()).st_size
+            if size is not None and size >= 0 and size != self.size:
+                self._wrong_size(size)
+            if self.size == 0:
+                self._check()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _wrong_size(self, stated: int) -> None:
+        """The file's size is not the one a descriptor states: the blob is corrupt, or
+        (when its bytes still hash right) the descriptor is wrong."""
+        actual, _ = digests.of_file(self._file, self.digest.algorithm)
+        if actual != self.digest:
+            raise CorruptBlob(self.digest, actual, self.name)
+        raise SizeMismatch(stated, self.size, f"blob {self.digest} (its descriptor states another size)")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._error is not None:
+            raise self._error
+        if not self._verified and self._position != self._hashed:
+            self._catch_up()
+        n = self._file.readinto(buffer) or 0
+        if not self._verified:
+            if n:
+                with memoryview(buffer) as view, view.cast("B") as octets:
+                    self._hasher.update(octets[:n])
+                self._hashed += n
+            if self._hashed >= self.size or (n == 0 and len(buffer)):
+                self._check()  # the end (or a file that shrank since it was opened)
+        self._position += n
+        return n
+
+    def _catch_up(self) -> None:
+        """Make the hash cover exactly the bytes before the read position."""
+        if self._position < self._hashed:
+            self._hasher = self.digest.hasher()
+            self._hashed = 0
+        fd = self._file.fileno()
+        while self._hashed < self._position:
+            chunk = os.pread(fd, min(CHUNK_SIZE, self._position - self._hashed), self._hashed)
+            if not chunk:
+                break
+            self._hasher.update(chunk)
+            self._hashed += len(chunk)
+        if self._hashed >= self.size:
+            self._check()
+
+    def _check(self) -> None:
+        actual = digests.from_hasher(self._hasher.copy())
+        if actual != self.digest or self._hashed != self.size:
+            self._error = CorruptBlob(self.digest, actual, self.name)
+            raise self._error
+        self._verified = True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset += self._position
+        elif whence == io.SEEK_END:
+            offset += self.size
+        elif whence != io.SEEK_SET:
+            raise ValueError(f"invalid whence {whence}")
+        if offset < 0:
+            raise ValueError(f"negative seek position {offset}")
+        self._file.seek(offset)
+        self._position = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._position
+
+    def __len__(self) -> int:
+        """The blob's size (what ``requests`` sends as the body's length)."""
+        return self.size
+
+    @property
+    def verified(self) -> bool:
+        """Whether every byte has been read and found to hash to the digest."""
+        return self._verified
+
+    def readall(self) -> bytes:
+        """The rest of the blob, in as few reads as its size allows."""
+        result = bytearray()
+        while True:
+            buffer = bytearray(max(self.size - self._position, 0) + 1)
+            n = self.readinto(buffer)
+            if not n:
+                return bytes(result)
+            result += memoryview(buffer)[:n]
+
+    def close(self) -> None:
+        file = getattr(self, "_file", None)
+        if file is not None and not self.closed:
+            file.close()
+        super().close()
+
+
 class IngestWriter:
     """Writes one ingest; get one from :meth:`ContentStore.writer`.
 
     Use as a context manager. Leaving the block without :meth:`commit` keeps the bytes
     written so far for a later writer of the same ref to resume; :meth:`abort` drops them.
+    A write that fails (a full disk) is a :class:`WriteError` naming the blob and file.
     """
 
     def __init__(self, store: "ContentStore", ref: str, directory: Path, lock: FileLock,
@@ -66,11 +203,17 @@ class IngestWriter:
         self._dir = directory
         self._lock = lock
         self._data_path = directory / "data"
+        self.what = f"blob {expected}" if expected else f"a new blob (ingest {ref!r})"
         self._hasher = hashlib.new(expected.algorithm if expected else algorithm)
-        self._file: BinaryIO = open(self._data_path, "ab+")
+        with writing(self.what, self._data_path):
+            self._file: BinaryIO = open(self._data_path, "ab+")
         self.offset = 0
         self._closed = False
-        self._resume()
+        try:
+            self._resume()
+        except BaseException:
+            self._file.close()
+            raise
 
     def _resume(self) -> None:
         """Rehash what a previous writer left, so writing continues at its end."""
@@ -89,12 +232,16 @@ class IngestWriter:
                 self._hasher.update(view[:n])
                 remaining -= n
             size -= remaining
-        self._file.truncate(size)
+        with writing(self.what, self._data_path):
+            self._file.truncate(size)
         self._file.seek(size)
         self.offset = size
 
     def write(self, data: bytes | memoryview) -> int:
-        n = self._file.write(data)
+        try:
+            n = self._file.write(data)
+        except OSError as exc:
+            raise write_error(self.what, self._data_path, exc) from exc
         self._hasher.update(data)
         self.offset += n
         return n
@@ -125,14 +272,19 @@ class IngestWriter:
     def commit(self, size: int | None = None, expected: str | None = None) -> BlobInfo:
         """Verify and move the ingest into ``blobs/``; the writer is closed afterwards.
 
+        The blob replaces a stored copy of the same digest: its bytes are verified, and
+        the rename is atomic, so a copy that changed on disk is repaired this way.
+
         :raises DigestMismatch: the bytes hash to another digest; the ingest is dropped.
         :raises SizeMismatch: the byte count differs; the ingest is dropped.
+        :raises WriteError: the bytes could not be written (kept for a resume).
         """
         expected = Digest(expected) if expected else self.expected
         size = size if size is not None else self.total
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            with writing(self.what, self._data_path):
+                self._file.flush()
+                os.fsync(self._file.fileno())
             actual = self.digest
             if size is not None and size >= 0 and self.offset != size:
                 raise SizeMismatch(size, self.offset, expected or actual)
@@ -157,7 +309,10 @@ class IngestWriter:
         if self._closed:
             return
         self._closed = True
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            pass  # a write that failed (a full disk) fails again flushing: already reported
         if remove:
             shutil.rmtree(self._dir, ignore_errors=True)
         self._lock.release()
@@ -177,7 +332,8 @@ class ContentStore:
         self.ingest_dir = Path(state_dir) / "ingest"
         self.tmp_dir = Path(state_dir) / "tmp"  # one-shot writes of in-memory content
         for directory in (self.blobs_dir, self.ingest_dir, self.tmp_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+            with writing("the store's folders", directory):
+                directory.mkdir(parents=True, exist_ok=True)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -195,17 +351,28 @@ class ContentStore:
             raise BlobNotFound(digest) from None
 
     def open(self, digest: str) -> BinaryIO:
+        """The stored file as it is, unchecked (see :meth:`open_verified` to use a blob)."""
         try:
             return open(self.path(digest), "rb")
         except FileNotFoundError:
             raise BlobNotFound(digest) from None
 
+    def open_verified(self, digest: str, size: int | None = None) -> VerifiedReader:
+        """The blob as a binary file whose reads are hashed; the read that reaches its end
+        raises :class:`CorruptBlob` if the bytes changed on disk (see :class:`VerifiedReader`).
+
+        :param size: the size a descriptor states: another size on disk is an error at once.
+        """
+        digest = Digest(digest)
+        return VerifiedReader(self.path(digest), digest, size)
+
     def read(self, digest: str, limit: int | None = None) -> bytes:
-        """A small blob's bytes (manifests, configs); refuses more than ``limit`` bytes."""
-        with self.open(digest) as f:
-            data = f.read(limit + 1 if limit is not None else -1)
-        if limit is not None and len(data) > limit:
-            raise SizeMismatch(limit, len(data), f"{digest} (too large to read whole)")
+        """A small blob's bytes (manifests, configs), verified; refuses more than ``limit``
+        bytes. :raises CorruptBlob: the stored bytes changed on disk."""
+        with self.open_verified(digest) as f:
+            if limit is not None and f.size > limit:
+                raise SizeMismatch(limit, f.size, f"{digest} (too large to read whole)")
+            data = f.readall()
         return data
 
     def walk(self) -> Iterator[BlobInfo]:
@@ -219,7 +386,8 @@ class ContentStore:
             for entry in sorted(entries, key=lambda e: e.name):
                 name = f"{algorithm}:{entry.name}"
                 if entry.is_file(follow_symlinks=False) and digests.is_valid(name):
-                    yield BlobInfo(Digest(name), entry.stat().st_size)
+                    with contextlib.suppress(FileNotFoundError):
+                        yield BlobInfo(Digest(name), entry.stat().st_size)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -236,13 +404,16 @@ class ContentStore:
         """
         expected_digest = Digest(expected) if expected else None
         digests.new_hasher(algorithm)
+        what = f"blob {expected}" if expected else f"a new blob (ingest {ref!r})"
         directory = self._ingest_path(ref)
         while True:
-            directory.mkdir(parents=True, exist_ok=True)
+            with writing(what, directory):
+                directory.mkdir(parents=True, exist_ok=True)
             lock = FileLock(directory / "lock")
             try:
-                if not lock.acquire(blocking=wait):
-                    raise IngestLocked(ref)
+                with writing(what, directory / "lock"):
+                    if not lock.acquire(blocking=wait):
+                        raise IngestLocked(ref)
             except FileNotFoundError:
                 continue  # the ingest was committed and removed while we waited
             break
@@ -255,7 +426,7 @@ class ContentStore:
             atomic_write(state, json.dumps({
                 "ref": ref, "expected": expected, "total": total,
                 "started_at": previous.get("started_at", time.time()),
-            }).encode(), durable=False)  # advisory: the data file is the ingest's truth
+            }).encode(), durable=False, what=f"the state of {what}")  # advisory: the data is the truth
             return IngestWriter(self, ref, directory, lock, expected_digest, total, algorithm)
         except BaseException:
             lock.release()
@@ -263,20 +434,28 @@ class ContentStore:
 
     def put(self, data: bytes | bytearray | memoryview | BinaryIO, expected: str | None = None,
             size: int | None = None, algorithm: str = digests.CANONICAL) -> BlobInfo:
-        """Store bytes or a binary stream; with ``expected``, refuse any other content."""
-        if expected:
-            expected = Digest(expected)
-            if self.exists(expected):
-                return BlobInfo(expected, self.size(expected))
+        """Store bytes or a binary stream; with ``expected``, refuse any other content.
+
+        ``data`` is always hashed, also when ``expected`` is already stored, so wrong bytes
+        are refused whatever the store holds; right bytes replace the stored copy (an atomic
+        rename of verified bytes), which repairs a copy that changed on disk.
+        """
+        expected = Digest(expected) if expected else None
         if isinstance(data, (bytes, bytearray, memoryview)):
             return self._put_bytes(memoryview(data), expected, size, algorithm)
-        ref = f"put-{expected}" if expected else f"put-{uuid.uuid4().hex}"
         seekable = _seekable(data)
         base = data.tell() if seekable else 0
+        if expected is None:
+            # A fresh ref nobody can resume: drop what was written whatever goes wrong.
+            with self.writer(f"put-{uuid.uuid4().hex}", total=size, algorithm=algorithm) as writer:
+                try:
+                    self._write_from(writer, data, base, seekable)
+                    return writer.commit()
+                except BaseException:
+                    writer.abort()
+                    raise
+        ref = f"put-{expected}"
         with self.writer(ref, expected=expected, total=size, algorithm=algorithm) as writer:
-            if expected and self.exists(expected):  # another process stored it meanwhile
-                writer.abort()
-                return BlobInfo(expected, self.size(expected))
             resumed = writer.offset
             if resumed and not seekable:
                 writer.truncate()  # cannot skip ahead in this stream: start again
@@ -297,7 +476,8 @@ class ContentStore:
                    algorithm: str) -> BlobInfo:
         """In-memory content: hash first, then one private temp file, fsync, rename.
 
-        Nothing to resume, so no named ingest, lock or state is needed.
+        Nothing to resume, so no named ingest, lock or state is needed. A stored copy that
+        has exactly these bytes is left as it is; any other is replaced.
         """
         hasher = digests.new_hasher(expected.algorithm if expected else algorithm)
         hasher.update(data)
@@ -306,10 +486,11 @@ class ContentStore:
             raise SizeMismatch(size, len(data), expected or actual)
         if expected and actual != expected:
             raise DigestMismatch(expected, actual, "blob")
-        if not self.exists(actual):
-            target = self.path(actual)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_file(target, mode=0o444, temp_dir=self.tmp_dir) as f:
+        target = self.path(actual)
+        if not _holds(target, data):
+            with writing(f"blob {actual}", target.parent):
+                target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(target, mode=0o444, temp_dir=self.tmp_dir, what=f"blob {actual}") as f:
                 f.write(data)
         return BlobInfo(actual, len(data))
 
@@ -320,13 +501,14 @@ class ContentStore:
         writer.copy_from(data)
 
     def _install(self, source: Path, digest: Digest) -> None:
+        """Rename verified bytes into ``blobs/``, over any stored copy (which has the same
+        bytes, or changed on disk and is repaired so)."""
         target = self.path(digest)
-        if target.exists():
-            return  # another writer got there first with the same, verified bytes
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(source, 0o444)
-        os.replace(source, target)
-        fsync_dir(target.parent)
+        with writing(f"blob {digest}", target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(source, 0o444)
+            os.replace(source, target)
+            fsync_dir(target.parent)
 
     def delete(self, digest: str) -> None:
         path = self.path(digest)
@@ -337,30 +519,44 @@ class ContentStore:
 
     # -- ingests -------------------------------------------------------------------------
 
+    def _ingest_dirs(self) -> list[Path]:
+        """The ingest folders (anything else in ``ingest/`` is stray, see
+        :meth:`remove_temporary`)."""
+        try:
+            entries = list(os.scandir(self.ingest_dir))
+        except FileNotFoundError:
+            return []
+        return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+
     def ingests(self) -> list[IngestStatus]:
         """Every ingest in progress or left behind, with how far it got."""
         result = []
-        for directory in sorted(self.ingest_dir.iterdir()):
+        for directory in self._ingest_dirs():
             lock = FileLock(directory / "lock")
             try:
                 active = not lock.acquire(blocking=False)
             except FileNotFoundError:
                 continue  # committed just now
+            except OSError:
+                active = False  # a lock file nobody can open (damaged): nobody holds it
             lock.release()
             result.append(_ingest_status(directory, active))
         return result
 
     def remove_stale_ingests(self, older_than: float, dry_run: bool = False) -> list[IngestStatus]:
-        """Drop ingests nobody is writing and nobody touched for ``older_than`` seconds."""
+        """Drop ingests nobody is writing and nobody touched for ``older_than`` seconds
+        (``0``: every ingest no running process holds)."""
         cutoff = time.time() - older_than
         removed = []
-        for directory in sorted(self.ingest_dir.iterdir()):
+        for directory in self._ingest_dirs():
             lock = FileLock(directory / "lock")
             try:
                 if not lock.acquire(blocking=False):
                     continue  # a live writer holds it
             except FileNotFoundError:
                 continue
+            except OSError:
+                pass  # a lock file nobody can open (damaged): nobody holds it
             try:
                 status = _ingest_status(directory, active=False)
                 if status.updated_at <= cutoff:
@@ -369,39 +565,111 @@ class ContentStore:
                         shutil.rmtree(directory, ignore_errors=True)
             finally:
                 lock.release()
-        for leftover in self.tmp_dir.iterdir():  # from a process killed mid-put
-            with contextlib.suppress(FileNotFoundError):
-                stat = leftover.stat()
-                if stat.st_mtime <= cutoff:
-                    removed.append(IngestStatus(leftover.name, stat.st_size, None, None,
-                                                stat.st_mtime, stat.st_mtime, False))
-                    if not dry_run:
-                        leftover.unlink()
         return removed
 
+    def remove_temporary(self, dry_run: bool = False) -> list[StrayFile]:
+        """Remove what killed processes left that no ingest owns: one-shot writes in
+        ``tmp/``, anything in ``ingest/`` that is not an ingest folder, temporary files
+        beside blobs, and half-written ``state.json`` files of ingests nobody holds.
+
+        Call it only while no writer holds a lease (gc holds the exclusive lock): every
+        one-shot write is made under a lease, so none of these files is in use.
+        """
+        stray: list[Path] = []
+        with contextlib.suppress(FileNotFoundError):
+            stray.extend(sorted(self.tmp_dir.iterdir()))
+        with contextlib.suppress(FileNotFoundError):
+            stray.extend(sorted(Path(e.path) for e in os.scandir(self.ingest_dir)
+                                if not e.is_dir(follow_symlinks=False)))
+        for algorithm in sorted(digests.ALGORITHMS):
+            with contextlib.suppress(FileNotFoundError):
+                stray.extend(sorted(p for p in (self.blobs_dir / algorithm).iterdir()
+                                    if p.name.startswith(".") and p.name.endswith(".tmp")))
+        for directory in self._ingest_dirs():
+            lock = FileLock(directory / "lock")
+            try:
+                if not lock.acquire(blocking=False):
+                    continue
+            except OSError:
+                continue
+            try:
+                stray.extend(sorted(directory.glob(".state.json.*.tmp")))
+            finally:
+                lock.release()
+        return remove_files(stray, dry_run)
+
     # -- checking ------------------------------------------------------------------------
+
+    def rehash(self, digest: str) -> Digest:
+        """What the stored bytes of ``digest`` hash to now."""
+        digest = Digest(digest)
+        with self.open(digest) as f:
+            actual, _ = digests.of_file(f, digest.algorithm)
+        return actual
 
     def verify(self, workers: int | None = None) -> tuple[int, list[tuple[Digest, Digest]]]:
         """Rehash every blob; return how many were checked and ``(name, actual)`` of bad ones."""
         blobs = list(self.walk())
 
         def check(info: BlobInfo):
-            with self.open(info.digest) as f:
-                actual, _ = digests.of_file(f, info.digest.algorithm)
+            try:
+                actual = self.rehash(info.digest)
+            except BlobNotFound:
+                return None  # deleted meanwhile (gc)
             return None if actual == info.digest else (info.digest, actual)
 
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
             bad = [result for result in pool.map(check, blobs) if result]
         return len(blobs), bad
 
+    def remove_corrupt(self, digest: str) -> bool:
+        """Delete the stored copy of ``digest`` if its bytes (rehashed now) are not its
+        digest's; return whether it was deleted. Blobs are read-only (0444), but their
+        folder is writable, so unlinking works. Call it under the exclusive lock, so no
+        writer installs good bytes between the check and the unlink."""
+        try:
+            if self.rehash(digest) == digest:
+                return False
+            self.delete(digest)
+        except BlobNotFound:
+            return False
+        fsync_dir(self.path(digest).parent)
+        return True
+
+
+def _holds(path: Path, data: memoryview) -> bool:
+    """Whether the file at ``path`` has exactly the bytes ``data``."""
+    try:
+        f = open(path, "rb")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return False
+    with f:
+        if os.fstat(f.fileno()).st_size != len(data):
+            return False
+        offset = 0
+        while offset < len(data):
+            chunk = f.read(min(CHUNK_SIZE, len(data) - offset))
+            if not chunk or chunk != data[offset:offset + len(chunk)]:
+                return False
+            offset += len(chunk)
+        return True
+
 
 def _read_state(path: Path) -> dict:
-    with contextlib.suppress(FileNotFoundError, ValueError):
+    """An ingest's advisory state; whatever is missing or malformed in it is left out."""
+    state = {}
+    with contextlib.suppress(OSError, ValueError, RecursionError):
         with open(path, "rb") as f:
             state = json.load(f)
-        if isinstance(state, dict):
-            return state
-    return {}
+    if not isinstance(state, dict):
+        return {}
+    valid = {
+        "ref": lambda v: isinstance(v, str),
+        "expected": lambda v: v is None or (isinstance(v, str) and digests.is_valid(v)),
+        "total": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+        "started_at": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    }
+    return {key: state[key] for key, ok in valid.items() if key in state and ok(state[key])}
 
 
 def _ingest_status(directory: Path, active: bool) -> IngestStatus:
@@ -409,7 +677,7 @@ def _ingest_status(directory: Path, active: bool) -> IngestStatus:
     try:
         stat = (directory / "data").stat()
         offset, updated = stat.st_size, stat.st_mtime
-    except FileNotFoundError:
+    except OSError:
         offset, updated = 0, state.get("started_at", 0.0)
     return IngestStatus(state.get("ref", directory.name), offset, state.get("expected"),
                         state.get("total"), updated, state.get("started_at", updated), active)

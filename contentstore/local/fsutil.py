@@ -3,11 +3,37 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
+
+from contentstore.errors import WriteError
+
+#: Errors by which a file system says it has no room (disk full, quota, file too large).
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def write_error(what: str, path: Path | str, error: OSError) -> WriteError:
+    """A :class:`WriteError` naming ``what`` was being written to ``path``."""
+    return WriteError(what, str(path), error.strerror or str(error), error.errno)
+
+
+@contextlib.contextmanager
+def writing(what: str, path: Path | str) -> Iterator[None]:
+    """Name ``what`` and ``path`` in a failed write: an ``OSError`` that says the disk is
+    full, or that names no file (a ``write``/``fsync`` error), becomes a
+    :class:`WriteError`; others (which name their file) pass through."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in NO_SPACE or not exc.filename:
+            raise write_error(what, path, exc) from exc
+        raise
 
 
 def fsync_dir(path: Path) -> None:
@@ -21,7 +47,7 @@ def fsync_dir(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_file(path: Path, mode: int = 0o644, durable: bool = True,
-                temp_dir: Path | None = None) -> Iterator[BinaryIO]:
+                temp_dir: Path | None = None, what: str | None = None) -> Iterator[BinaryIO]:
     """A file to write that replaces ``path`` only when the block ends without error.
 
     It is written under a temporary name (in ``temp_dir``, default ``path``'s directory,
@@ -29,17 +55,32 @@ def atomic_file(path: Path, mode: int = 0o644, durable: bool = True,
     over ``path``; on error it is removed and ``path`` is left as it was. With
     ``durable=False`` the fsyncs are skipped: readers still see old or new bytes, never a
     mix, but a power cut may lose the change (for advisory state only).
+
+    A full disk (or any write error that names no file) is a :class:`WriteError` naming
+    ``what`` (default: the file's name) and ``path``, not the temporary file.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=temp_dir or path.parent)
+    with writing(what or path.name, path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=temp_dir or path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+        f = os.fdopen(fd, "wb")
+        try:
+            try:
+                yield f
+            except OSError as exc:
+                if exc.errno in NO_SPACE and not exc.filename:  # a write to ``f`` in the block
+                    raise write_error(what or path.name, path, exc) from exc
+                raise
+            with writing(what or path.name, path):
+                f.flush()
+                os.fchmod(f.fileno(), mode)
+                if durable:
+                    os.fsync(f.fileno())
+        finally:
+            with contextlib.suppress(OSError):
+                f.close()  # a flush that failed above fails here again: already reported
+        with writing(what or path.name, path):
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -48,10 +89,38 @@ def atomic_file(path: Path, mode: int = 0o644, durable: bool = True,
         fsync_dir(path.parent)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = True,
+                 what: str | None = None) -> None:
     """Replace ``path`` with ``data`` atomically (see :func:`atomic_file`)."""
-    with atomic_file(path, mode, durable) as f:
+    with atomic_file(path, mode, durable, what=what) as f, writing(what or Path(path).name, path):
         f.write(data)
+
+
+@dataclass(frozen=True)
+class StrayFile:
+    """A file (or folder) no writer uses, left by a process that was killed: gc removes it."""
+
+    path: Path
+    size: int
+
+
+def remove_files(paths: Iterable[Path], dry_run: bool = False) -> list[StrayFile]:
+    """Remove each of ``paths`` (a folder with what is in it); return them with their sizes."""
+    removed = []
+    for path in paths:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                size = sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir())
+                if not dry_run:
+                    shutil.rmtree(path)
+            else:
+                size = path.lstat().st_size
+                if not dry_run:
+                    path.unlink()
+        except FileNotFoundError:
+            continue  # gone meanwhile
+        removed.append(StrayFile(path, size))
+    return removed
 
 
 class FileLock:

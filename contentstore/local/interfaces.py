@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, BinaryIO, Iterator, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
-    from contentstore.local.content import BlobInfo, IngestStatus, IngestWriter
+    from contentstore.local.content import BlobInfo, IngestStatus, IngestWriter, VerifiedReader
+    from contentstore.local.fsutil import StrayFile
     from contentstore.model.digest import Digest
     from contentstore.model.manifest import Descriptor
 
@@ -23,9 +24,16 @@ class BlobReader(Protocol):
 
     def size(self, digest: str) -> int: ...
 
-    def open(self, digest: str) -> BinaryIO: ...
+    def open(self, digest: str) -> BinaryIO:
+        """The stored file as it is, unchecked."""
 
-    def read(self, digest: str, limit: int | None = None) -> bytes: ...
+    def open_verified(self, digest: str, size: int | None = None) -> "VerifiedReader":
+        """The blob, hashed as it is read: the read reaching its end raises
+        :class:`~contentstore.errors.CorruptBlob` if the bytes changed on disk; a ``size``
+        other than the stored one is an error at once."""
+
+    def read(self, digest: str, limit: int | None = None) -> bytes:
+        """A small blob's bytes, verified (:class:`~contentstore.errors.CorruptBlob`)."""
 
 
 class BlobWriter(Protocol):
@@ -53,7 +61,11 @@ class BlobManager(BlobReader, Protocol):
 
     def remove_stale_ingests(self, older_than: float, dry_run: bool = False) -> list["IngestStatus"]: ...
 
+    def remove_temporary(self, dry_run: bool = False) -> list["StrayFile"]: ...
+
     def verify(self, workers: int | None = None) -> tuple[int, list[tuple["Digest", "Digest"]]]: ...
+
+    def remove_corrupt(self, digest: str) -> bool: ...
 
 
 class ReferenceIndex(Protocol):
@@ -68,3 +80,9 @@ class ReferenceIndex(Protocol):
     def tag(self, name: str, target: "Descriptor") -> None: ...
 
     def untag(self, name: str) -> "Descriptor": ...
+
+    def problems(self) -> list[str]: ...
+
+    def correct_sizes(self, sizes: dict[str, int]) -> list[str]: ...
+
+    def remove_temporary(self, dry_run: bool = False) -> list["StrayFile"]: ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Iterable, Iterator
 
-from contentstore.errors import ContentStoreError, UnsupportedMediaType
+from contentstore.errors import ContentStoreError, MetadataError, UnsupportedMediaType
 from contentstore.local.interfaces import BlobReader
 from contentstore.local.metadata import Metadata
 from contentstore.model.digest import Digest
@@ -69,19 +69,37 @@ class Manifests:
     def reachable(self, roots: Iterable[Descriptor], strict: bool = True) -> Iterator[Descriptor]:
         """Every descriptor reachable from ``roots`` (present in the store or not), once each.
 
-        With ``strict`` an unreadable root raises; without, it is yielded and not followed.
+        With ``strict`` an unreadable root (or manifest, or label table) raises; without,
+        it is yielded and not followed.
         """
-        gc_refs = self.metadata.gc_refs()
+        for descriptor, _ in self.walk(roots, strict):
+            yield descriptor
+
+    def walk(self, roots: Iterable[Descriptor], strict: bool = True,
+             labels: bool = True) -> Iterator[tuple[Descriptor, Manifest | None]]:
+        """:meth:`reachable`, each descriptor with the manifest or index that names it
+        (``None`` for a root and for what a ``contentstore.gc.ref.*`` label keeps).
+
+        :param labels: follow the gc labels; without ``strict``, a metadata database that
+            cannot be read is passed over as if it held none.
+        """
+        gc_refs: dict[str, list[Digest]] = {}
+        if labels:
+            try:
+                gc_refs = self.metadata.gc_refs()
+            except MetadataError:
+                if strict:
+                    raise
         seen: set[str] = set()
-        queue = deque((d, True) for d in roots)
+        queue: deque[tuple[Descriptor, bool, Manifest | None]] = deque((d, True, None) for d in roots)
         while queue:
-            descriptor, is_root = queue.popleft()
+            descriptor, is_root, parent = queue.popleft()
             if descriptor.digest in seen:
                 continue
             seen.add(descriptor.digest)
-            yield descriptor
+            yield descriptor, parent
             for extra in gc_refs.get(descriptor.digest, ()):
-                queue.append((Descriptor("", extra, -1), False))
+                queue.append((Descriptor("", extra, -1), False, None))
             if not self.blobs.exists(descriptor.digest):
                 continue
             try:
@@ -91,4 +109,4 @@ class Manifests:
                     raise
                 continue
             if manifest is not None:
-                queue.extend((child, False) for child in manifest.references())
+                queue.extend((child, False, manifest) for child in manifest.references())

@@ -11,17 +11,36 @@ SQLite, not loose files: several processes update this at once, and SQLite gives
 transactions, locking and crash safety for free, plus look-ups both ways (diffID to
 digests, digest to diffID) without scanning. Ingest state is *not* kept here: it lives
 beside each ingest's bytes (``content.py``), so the two can never disagree after a crash.
+
+What is only a cache and what is not: diffIDs and blob sources are relearned by pulls
+(a download computes a diffID it does not find), so a damaged database loses nothing
+that matters when it is rebuilt empty. Labels are not a cache: a
+``contentstore.gc.ref.*`` label is the only thing that keeps a schema1 image's signed
+original from gc. So every change of the labels also rewrites ``labels.json`` beside the
+database (atomically, inside the same write transaction, so writers are serialized),
+and a rebuild restores the labels from it (and from whatever of the damaged file still
+reads). The damaged file itself is kept, renamed, never deleted.
+
+A damaged database (garbage, truncated, a folder, another schema) is a
+:class:`MetadataDamaged` naming the file, never a traceback; :meth:`Metadata.rebuild`
+(``contentstore verify --repair``) replaces it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import sqlite3
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from contentstore.model.digest import Digest
+from contentstore.errors import ContentStoreError, MetadataDamaged, MetadataError, WriteError
+from contentstore.local.fsutil import StrayFile, atomic_write, remove_files
+from contentstore.model.digest import Digest, is_valid
 
 GC_REF_LABEL_PREFIX = "contentstore.gc.ref."
 #: Label on a converted manifest naming the original it was made from (gc keeps both).
@@ -51,6 +70,28 @@ CREATE TABLE IF NOT EXISTS label (
 """
 
 
+#: Each table's columns, as the schema above makes them (a check of a database's shape).
+_COLUMNS = {
+    "diffid": ["diff_id", "digest", "registry", "repository"],
+    "blob_source": ["digest", "registry", "repository"],
+    "label": ["digest", "key", "value"],
+}
+
+# SQLite's primary result codes that say the file is not a usable database of ours.
+_SQLITE_ERROR, _SQLITE_CORRUPT, _SQLITE_CANTOPEN, _SQLITE_FULL, _SQLITE_NOTADB = 1, 11, 14, 13, 26
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """What :meth:`Metadata.rebuild` did."""
+
+    kept_as: Path | None       # where the damaged file now is
+    labels: int                # labels in the new database
+    from_copy: bool            # labels.json could be read
+    from_damaged: int          # labels read from the damaged file
+
+
 @dataclass(frozen=True)
 class BlobSource:
     """Where a compressed layer blob was seen: its digest, registry and repository."""
@@ -61,32 +102,220 @@ class BlobSource:
 
 
 class Metadata:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, labels_copy: Path | None = None):
         self.path = Path(path)
-        db = sqlite3.connect(self.path, timeout=60)
+        #: The copy of every label, restored from on a rebuild.
+        self.labels_path = Path(labels_copy) if labels_copy else self.path.with_name("labels.json")
+        self._ready = False
+        self._ready_lock = threading.Lock()
+
+    # -- connections and errors ----------------------------------------------------------
+
+    def _ensure(self) -> None:
+        """Create the schema on first use (not in ``__init__``: a damaged file must not
+        stop commands that never use the metadata); a missing database is created (by a
+        write) with the labels of ``labels.json``."""
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            created = not self.path.exists()
+            with self._guard():
+                db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                try:
+                    db.executescript(_SCHEMA)
+                    if created:
+                        labels, _ = self._read_copy()
+                        if labels:
+                            db.execute("BEGIN IMMEDIATE")
+                            db.executemany("INSERT OR IGNORE INTO label VALUES (?, ?, ?)", labels)
+                            db.execute("COMMIT")
+                finally:
+                    db.close()
+            self._ready = True
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """SQLite's errors as the store's: one line naming the file. A plain SQL error
+        from a database whose tables are ours is a bug, and stays as it is."""
         try:
-            db.executescript(_SCHEMA)
-        finally:
-            db.close()
+            yield
+        except sqlite3.Error as exc:
+            error = self._error(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _damaged(self, detail: str) -> MetadataDamaged:
+        return MetadataDamaged(f"metadata database {self.path} is damaged ({detail}): "
+                               f"`contentstore verify --repair` rebuilds it", str(self.path))
+
+    def _error(self, exc: sqlite3.Error) -> ContentStoreError | None:
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        if code == _SQLITE_FULL:
+            return WriteError("metadata", str(self.path), str(exc))
+        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or (code == _SQLITE_CANTOPEN and self.path.is_dir()):
+            return self._damaged(str(exc))
+        if code == _SQLITE_ERROR:  # our fixed statements failed: are the tables ours?
+            shape = self._shape_problem()
+            return self._damaged(f"{exc}; {shape}") if shape else None
+        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return MetadataError(f"metadata database {self.path} stayed locked by another process: {exc}",
+                                 str(self.path))
+        return MetadataError(f"metadata database {self.path}: {exc}", str(self.path))
+
+    def _shape_problem(self) -> str | None:
+        """What is not as the schema makes it (a table missing, other columns), if anything."""
+        try:
+            db = sqlite3.connect(self.path, timeout=60)
+            try:
+                for table, columns in _COLUMNS.items():
+                    found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+                    if found != columns:
+                        return f"table {table} has columns {found}, not {columns}"
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            return str(exc)
+        return None
 
     @contextlib.contextmanager
     def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """A connection; with ``write``, inside one immediate (write-locked) transaction."""
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        try:
-            if not write:
-                yield db
-                return
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("BEGIN IMMEDIATE")
+        """A connection; with ``write``, inside one immediate (write-locked) transaction.
+
+        Reading writes nothing: a database that does not exist yet (or was lost) reads as
+        an empty one holding the labels of ``labels.json``, so gc and verify work on a
+        full disk; the file is created by the first write.
+        """
+        if not write and not self._ready and not os.path.lexists(self.path):
+            with self._guard():
+                db = sqlite3.connect(":memory:", isolation_level=None)
+                try:
+                    db.executescript(_SCHEMA)
+                    db.executemany("INSERT OR IGNORE INTO label VALUES (?, ?, ?)", self._read_copy()[0])
+                    yield db
+                finally:
+                    db.close()
+            return
+        self._ensure()  # creates the tables only where they are missing: no write otherwise
+        with self._guard():
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        finally:
-            db.close()
+                if not write:
+                    yield db
+                    return
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    if not self.labels_path.exists():  # a store from before labels.json
+                        self._write_copy(db)
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            finally:
+                db.close()
+
+    # -- the labels' copy ----------------------------------------------------------------
+
+    def _write_copy(self, db: sqlite3.Connection) -> None:
+        """Rewrite ``labels.json`` from the label table (inside a write transaction, so
+        the copy is written by one process at a time, before the change commits)."""
+        labels: dict[str, dict[str, str]] = {}
+        for digest, key, value in db.execute("SELECT digest, key, value FROM label ORDER BY digest, key"):
+            labels.setdefault(digest, {})[key] = value
+        data = json.dumps({"labels": labels}, indent=1, sort_keys=True).encode() + b"\n"
+        atomic_write(self.labels_path, data, what="the copy of the metadata labels")
+
+    def _read_copy(self) -> tuple[list[tuple[str, str, str]], bool]:
+        """The labels of ``labels.json`` and whether it could be read."""
+        try:
+            with open(self.labels_path, "rb") as f:
+                data = json.load(f)
+            labels = data["labels"]
+            rows = [(digest, key, value) for digest, pairs in labels.items() for key, value in pairs.items()]
+        except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+            return [], False
+        return [row for row in rows if _valid_label(row)], True
+
+    # -- health --------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Read the whole database (SQLite's ``quick_check``) and its tables' shape.
+
+        :raises MetadataDamaged: naming the file and what is wrong.
+        """
+        with self._connect() as db:
+            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise self._damaged(problems[0])
+        if os.path.lexists(self.path):
+            shape = self._shape_problem()
+            if shape:
+                raise self._damaged(shape)
+
+    def rebuild(self) -> Rebuilt:
+        """Replace a damaged database with a new one: the damaged file (and its journal) is
+        renamed ``metadata.db.damaged-<time>`` and kept; the labels come back from
+        ``labels.json`` plus whatever the damaged file still yields; diffIDs and blob
+        sources start empty (pulls relearn them).
+
+        Call it while no other process writes (under gc's exclusive lock).
+        """
+        with self._ready_lock:
+            self._ready = False
+            copied, readable = self._read_copy()
+            salvaged = self._salvage()
+            kept_as = None
+            if self.path.exists() or self.path.is_symlink():
+                stamp = time.strftime("%Y%m%dT%H%M%S")
+                kept_as = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+                n = 1
+                while kept_as.exists():
+                    n += 1
+                    kept_as = self.path.with_name(f"{self.path.name}.damaged-{stamp}-{n}")
+                os.replace(self.path, kept_as)
+                for suffix in ("-journal", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.replace(f"{self.path}{suffix}", f"{kept_as}{suffix}")
+            with self._guard():
+                db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                try:
+                    db.executescript(_SCHEMA)
+                    db.execute("BEGIN IMMEDIATE")
+                    db.executemany("INSERT OR IGNORE INTO label VALUES (?, ?, ?)", copied + salvaged)
+                    count = db.execute("SELECT COUNT(*) FROM label").fetchone()[0]
+                    self._write_copy(db)
+                    db.execute("COMMIT")
+                finally:
+                    db.close()
+            self._ready = True
+        return Rebuilt(kept_as, count, readable, len(salvaged))
+
+    def _salvage(self) -> list[tuple[str, str, str]]:
+        """The labels a damaged database still yields (often none)."""
+        if not self.path.is_file():
+            return []
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+            try:
+                rows = db.execute("SELECT digest, key, value FROM label").fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return []
+        return [row for row in rows if _valid_label(row)]
+
+    def remove_temporary(self, dry_run: bool = False) -> list[StrayFile]:
+        """Half-written copies of ``labels.json`` a killed process left (looked for while
+        holding the write lock, so none is being written)."""
+        pattern = f".{self.labels_path.name}.*.tmp"
+        if not any(self.labels_path.parent.glob(pattern)):
+            return []  # the usual case: no write lock (nor a database) needed
+        with self._connect(write=True):
+            return remove_files(sorted(self.labels_path.parent.glob(pattern)), dry_run)
 
     # -- diffIDs -------------------------------------------------------------------------
 
@@ -133,11 +362,13 @@ class Metadata:
     # -- labels --------------------------------------------------------------------------
 
     def set_label(self, digest: str, key: str, value: str | None) -> None:
+        """Set (or with ``None`` remove) a label; ``labels.json`` is rewritten with it."""
         with self._connect(write=True) as db:
             if value is None:
                 db.execute("DELETE FROM label WHERE digest = ? AND key = ?", (Digest(digest), key))
             else:
                 db.execute("INSERT OR REPLACE INTO label VALUES (?, ?, ?)", (Digest(digest), key, value))
+            self._write_copy(db)
 
     def labels(self, digest: str) -> dict[str, str]:
         with self._connect() as db:
@@ -162,5 +393,18 @@ class Metadata:
     def forget_blobs(self, digests: list[str]) -> None:
         """Drop the labels of deleted blobs. diffID records stay: a registry may still
         hold the blob, and push can mount it from there."""
+        if not digests:
+            return
         with self._connect(write=True) as db:
+            before = db.total_changes
             db.executemany("DELETE FROM label WHERE digest = ?", [(d,) for d in digests])
+            if db.total_changes != before:
+                self._write_copy(db)
+
+
+def _valid_label(row) -> bool:
+    try:
+        digest, key, value = row
+    except (TypeError, ValueError):
+        return False
+    return isinstance(digest, str) and is_valid(digest) and isinstance(key, str) and isinstance(value, str)

@@ -152,7 +152,9 @@ def load_json(raw: bytes, what: str) -> dict:
     """Parse ``raw`` as a JSON object, with a one-line :class:`InvalidManifest` on failure."""
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise InvalidManifest(f"invalid {what}: JSON nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidManifest(f"invalid {what}: not JSON ({exc})") from None
     if not isinstance(body, dict):
         raise InvalidManifest(f"invalid {what}: not a JSON object")

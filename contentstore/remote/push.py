@@ -221,7 +221,10 @@ class _PushJob:
                     offset, location = self._where(location)
                 if location is None:
                     location = self.client.start_upload(self.repository, self.scope)
-                with self.blobs.open(blob.digest) as data:
+                # Hashed as it is sent: the read that reaches the end raises CorruptBlob
+                # before the last bytes go, so a blob changed on disk is never completed
+                # on the registry; a chunk resumed mid-blob rehashes the bytes before it.
+                with self.blobs.open_verified(blob.digest, blob.size if blob.size >= 0 else None) as data:
                     if chunked:
                         location = self._send_chunks(location, data, offset, size, chunk_size, layer_id, show)
                         answered = self.client.finish_upload(location, blob.digest, self.scope)
