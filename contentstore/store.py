@@ -457,16 +457,23 @@ class Store:
         if format == "oci":
             top = self.resolve(ref)
             name = top.annotations.get(REF_NAME_ANNOTATION) or ref
-            archive.export_oci(top, name, Path(path), self.content, self.manifests, self.plugins)
+            oci = self.view.converted(top) if self.plugins.is_manifest_type(top.media_type) else top
+            archive.export_oci(oci, name, Path(path), self.content, self.manifests)
         elif format == "docker":
             image = self.image(ref, platform=platform)
             if image.config is None:
                 raise ArchiveError(f"{ref} has no image config to export")
             config = ImageConfig.parse(self.content.read(image.config.digest, MAX_MANIFEST_SIZE))
             archive.export_docker(image.reference, config, image.config.digest, image.layers, Path(path),
-                                  self.content, self.plugins)
+                                  self.content, self.plugins, self._diff_id_verified)
         else:
             raise ValueError(f"unknown export format {format!r}: oci or docker")
+
+    def _diff_id_verified(self, layer_digest: str, diff_id: str) -> None:
+        """Record a diffID checked by decompressing the layer here (no source registry),
+        so no later pull or export inflates the layer again for it."""
+        if self.metadata.diff_id(layer_digest) != diff_id:
+            self.metadata.add_diff_id(diff_id, layer_digest, "", "")
 
     def import_archive(self, path: str | os.PathLike):
         """Load an OCI archive or a docker-archive, verifying every blob; returns the
