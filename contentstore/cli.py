@@ -90,10 +90,23 @@ def _send(ctx: Context, operation) -> int:
 def cmd_unpack(ctx: Context) -> int:
     report = ctx.store.unpack(ctx.args.ref, ctx.args.dir, platform=ctx.args.platform,
                               rootless=True if ctx.args.rootless else None)
-    for name in report.skipped_devices:
-        ctx.warn(f"device node {name} skipped (needs root)")
+    if report.device_placeholders:
+        ctx.warn(f"{len(report.device_placeholders)} device node(s) written as empty files (devices need "
+                 f"root): {_some(report.device_placeholders)}")
+    if report.dropped_xattrs:
+        names: dict[str, int] = {}
+        for _, name in report.dropped_xattrs:
+            names[name] = names.get(name, 0) + 1
+        ctx.warn(f"{report.xattrs_dropped} extended attribute(s) could not be set: "
+                 f"{_some([f'{name} ({count})' for name, count in names.items()])}; first on "
+                 f"{report.dropped_xattrs[0][0]}")
     ctx.info(f"unpacked {report.layers} layers, {report.entries} entries into {ctx.args.dir}")
     return 0
+
+
+def _some(names: list[str], shown: int = 10) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def cmd_export(ctx: Context) -> int:
