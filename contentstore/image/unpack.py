@@ -587,15 +587,9 @@ class LayerApplier:
         parent_fd, stack = self.tree.walk(parts[:-1], entry, create=True)
         try:
             path = (*stack, name)
-            existing = _lstat(name, parent_fd)
             if member.isdir():
-                if existing is not None and not stat.S_ISDIR(existing.st_mode):
-                    self._remove(parent_fd, name, existing)
-                    existing = None
-                self._directory(member, parent_fd, name, path, mtime_ns, create=existing is None)
+                self._directory(member, parent_fd, name, path, mtime_ns)
             else:
-                if existing is not None:
-                    self._remove(parent_fd, name, existing)
                 if member.isreg():
                     self._file(tar, member, parent_fd, name, mtime_ns)
                 elif member.issym():
@@ -626,10 +620,24 @@ class LayerApplier:
         else:
             os.unlink(name, dir_fd=parent_fd)
 
-    def _directory(self, member, parent_fd: int, name: str, path: tuple[str, ...], mtime_ns: int,
-                   create: bool) -> None:
-        if create:
+    def _replacing(self, parent_fd: int, name: str, make: Callable[[], int | None]) -> int | None:
+        """``make()`` the entry; if the name is taken, remove what holds it (a directory
+        with all it holds) and make it again."""
+        try:
+            return make()
+        except FileExistsError:
+            existing = _lstat(name, parent_fd)
+            if existing is not None:
+                self._remove(parent_fd, name, existing)
+            return make()
+
+    def _directory(self, member, parent_fd: int, name: str, path: tuple[str, ...], mtime_ns: int) -> None:
+        try:
             os.mkdir(name, 0o700, dir_fd=parent_fd)
+        except FileExistsError:
+            existing = _lstat(name, parent_fd)
+            if existing is None or not stat.S_ISDIR(existing.st_mode):  # a directory stays, with what it holds
+                self._replacing(parent_fd, name, lambda: os.mkdir(name, 0o700, dir_fd=parent_fd))
         fd = os.open(name, _DIR_READ, dir_fd=parent_fd)
         try:
             st = os.fstat(fd)
@@ -641,7 +649,7 @@ class LayerApplier:
             os.close(fd)
 
     def _file(self, tar, member, parent_fd: int, name: str, mtime_ns: int, source=True) -> None:
-        fd = os.open(name, _NEW_FILE, 0o600, dir_fd=parent_fd)
+        fd = self._replacing(parent_fd, name, lambda: os.open(name, _NEW_FILE, 0o600, dir_fd=parent_fd))
         try:
             if source and member.size:
                 body = tar.extractfile(member)
@@ -659,7 +667,7 @@ class LayerApplier:
             os.close(fd)
 
     def _symlink(self, member, parent_fd: int, name: str, mtime_ns: int) -> None:
-        os.symlink(member.linkname, name, dir_fd=parent_fd)
+        self._replacing(parent_fd, name, lambda: os.symlink(member.linkname, name, dir_fd=parent_fd))
         if self.privileged:
             self._chown_quietly(lambda: os.chown(name, member.uid, member.gid, dir_fd=parent_fd,
                                                  follow_symlinks=False))
@@ -684,7 +692,8 @@ class LayerApplier:
                                   f"which is not in the image")
             if stat.S_ISDIR(st.st_mode):
                 raise UnsafeLayer(f"entry {member.name!r} is a hard link to a directory")
-            os.link(target[-1], name, src_dir_fd=target_fd, dst_dir_fd=parent_fd, follow_symlinks=False)
+            self._replacing(parent_fd, name, lambda: os.link(target[-1], name, src_dir_fd=target_fd,
+                                                             dst_dir_fd=parent_fd, follow_symlinks=False))
         finally:
             os.close(target_fd)
 
@@ -696,8 +705,8 @@ class LayerApplier:
             log.debug("entry %r: device node written as an empty file (needs root)", member.name)
             return
         kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
-        os.mknod(name, kind | 0o600, os.makedev(member.devmajor, member.devminor) if kind != stat.S_IFIFO else 0,
-                 dir_fd=parent_fd)
+        device = os.makedev(member.devmajor, member.devminor) if kind != stat.S_IFIFO else 0
+        self._replacing(parent_fd, name, lambda: os.mknod(name, kind | 0o600, device, dir_fd=parent_fd))
         fd = os.open(name, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)  # never opened for I/O
         try:
             if stat.S_IFMT(os.fstat(fd).st_mode) != kind:
