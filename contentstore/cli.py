@@ -295,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     unpack.add_argument("ref", metavar="REF")
     unpack.add_argument("dir", metavar="DIR")
     unpack.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
-    unpack.add_argument("--rootless", action="store_true", help="change no ownership, skip device "
-                        "nodes (the default when not running as root)")
+    unpack.add_argument("--rootless", action="store_true", help="change no ownership, write device "
+                        "nodes as empty files (the default when not running as root)")
     unpack.set_defaults(func=cmd_unpack)
 
     export = commands.add_parser("export", help="write an image to an OCI archive or a docker-archive")
