@@ -144,9 +144,11 @@ def test_cli_warns_once_for_devices_and_once_for_xattrs(open_tmp):
     subprocess.run(["chmod", "-R", "a+rX", str(store.root)], check=True)
     (open_tmp / "work").mkdir()
     give_to_nobody(open_tmp / "work")
-    script = ("import os, sys; from contentstore.cli import main; from contentstore.plugin import manager; "
-              "import contentstore.image.unpack; manager.create(); "  # everything imported while readable
-              "os.setgroups([]); os.setgid(65534); os.setuid(65534); sys.exit(main(sys.argv[1:]))")
+    # The store (its plugins) is made while every file is readable, then the CLI runs as 65534.
+    script = ("import os, sys; from contentstore import cli; import contentstore.image.unpack; "
+              "store = cli.Context(cli.build_parser().parse_args(sys.argv[1:])).store; "
+              "cli.Context.store = property(lambda self: store); "
+              "os.setgroups([]); os.setgid(65534); os.setuid(65534); sys.exit(cli.main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", script, "--root", str(store.root), "unpack", ref,
                            str(open_tmp / "work" / "out")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -417,10 +417,6 @@ def _parts(name: str, entry: str) -> tuple[str, ...]:
     return parts
 
 
-def clean_name(name: str) -> tuple[str, ...]:
-    return _parts(name, name)
-
-
 def _mtime_ns(member: tarfile.TarInfo) -> int:
     """The modification time in nanoseconds: exact from a PAX record (tarfile rounds it
     through a float), else the header's whole seconds."""
