@@ -128,12 +128,19 @@ def test_root_makes_devices_and_sets_every_xattr(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root")
     store = Store(tmp_path / "store")
-    ref = image(store, "example.com/fidelity/root-devices:1", xattr_layer())
+    ref = image(store, "example.com/fidelity/root-devices:1", xattr_layer(),
+                tar_of(entry("dev/zero", "chr", devmajor=1, devminor=5, mode=0o666,
+                             pax_headers={"SCHILY.xattr.trusted.node": "n"}),
+                       entry("link", "symlink", "caps", pax_headers={"SCHILY.xattr.trusted.link": "l"})))
     report = store.unpack(ref, tmp_path / "out")
     assert report.dropped_xattrs == [] and report.device_placeholders == []
     st = os.lstat(tmp_path / "out" / "dev" / "sda")
     assert stat.S_ISBLK(st.st_mode) and os.major(st.st_rdev) == 8 and stat.S_IMODE(st.st_mode) == 0o660
+    assert st.st_mtime_ns == 1_300_000_000 * NS
     assert os.getxattr(tmp_path / "out" / "caps", "trusted.overlay.x") == b"v"
+    assert os.getxattr(tmp_path / "out" / "dev" / "zero", "trusted.node", follow_symlinks=False) == b"n"
+    assert os.getxattr(tmp_path / "out" / "link", "trusted.link", follow_symlinks=False) == b"l"
+    assert "trusted.link" not in os.listxattr(tmp_path / "out" / "caps")
 
 
 def test_cli_warns_once_for_devices_and_once_for_xattrs(open_tmp):

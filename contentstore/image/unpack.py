@@ -92,7 +92,7 @@ class UnpackReport:
     """What an unpack did, and what it could not do as the layer asked.
 
     :ivar device_placeholders: device nodes written as empty regular files (with the
-        node's mode, owner and times) because creating devices needs root; what
+        node's mode and times) because creating devices needs root; what
         ``umoci unpack --rootless`` writes.
     :ivar dropped_xattrs: ``(entry, attribute)`` for each extended attribute the file
         system or our privileges refused (``trusted.*``, ``security.*`` without root,
@@ -711,7 +711,7 @@ class LayerApplier:
                 self._chown_quietly(lambda: os.chown(name, member.uid, member.gid, dir_fd=parent_fd,
                                                      follow_symlinks=False))
             _chmod_path_fd(fd, member.mode & 0o7777)
-            self._xattrs(member, _proc_path(fd))
+            self._xattrs(member, _proc_path(fd), follow=True)  # the kernel's link to this very node
         finally:
             os.close(fd)
         os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=parent_fd, follow_symlinks=False)
@@ -727,9 +727,10 @@ class LayerApplier:
         except OSError as exc:  # an id the user namespace does not map
             log.debug("chown refused: %s", exc)
 
-    def _xattrs(self, member, target: int | str) -> None:
-        """Set the entry's xattrs on ``target``: a descriptor, or a /proc path whose last
-        component is not followed. What cannot be set is reported by name."""
+    def _xattrs(self, member, target: int | str, follow: bool = False) -> None:
+        """Set the entry's xattrs on ``target``: a descriptor, or a /proc path (its last
+        component followed only if ``follow``: a /proc/self/fd link to the node itself).
+        What cannot be set is reported by name."""
         for key, value in (member.pax_headers or {}).items():
             if not key.startswith(XATTR_PREFIX):
                 continue
@@ -739,7 +740,7 @@ class LayerApplier:
                 if isinstance(target, int):
                     os.setxattr(target, name, data)
                 else:
-                    os.setxattr(target, name, data, follow_symlinks=False)
+                    os.setxattr(target, name, data, follow_symlinks=follow)
             except OSError as exc:
                 self.report.dropped_xattrs.append((member.name, name))
                 log.debug("entry %r: xattr %s not set: %s", member.name, name, exc)
