@@ -115,3 +115,42 @@ def test_directory_replaced_by_a_link_to_another_directory_keeps_that_ones_metad
     assert stat.S_IMODE(e.st_mode) == 0o700 and e.st_mtime_ns == 1_400_000_000 * 10**9
     if mode == "root":
         assert (other.st_uid, other.st_gid) == (0, 0)
+
+
+def through_links(host):
+    """Entries that reach a host path through a layer's symlink, or replace a symlink to
+    one: each is refused, or lands inside the target (an absolute symlink points into the
+    image, as the container sees it)."""
+    file, directory = f"{host}/file.txt", f"{host}/dir"
+    return {
+        "whiteout-through-absolute-symlink": [[link("evil", directory)], [entry("evil/.wh.inner.txt")]],
+        "whiteout-through-climbing-symlink": [[link("evil", f"{CLIMB}/dir")], [entry("evil/.wh.inner.txt")]],
+        "opaque-through-absolute-symlink": [[link("evil", directory)], [entry("evil/.wh..wh..opq")]],
+        "whiteout-of-a-symlink": [[link("evil", directory)], [entry(".wh.evil")]],
+        "file-through-absolute-symlink": [[link("evil", directory), entry("evil/inner.txt", data="pwned")]],
+        "hardlink-through-absolute-symlink": [[link("evil", str(host)), entry("h", "hardlink", "evil/file.txt")]],
+        "directory-over-symlink": [[link("d", directory)], [entry("d/", "dir", **HOSTILE)]],
+        "file-over-symlink": [[link("f", file)], [entry("f", data="pwned", mode=0o6777)]],
+        "fifo-over-symlink": [[link("f", file)], [entry("f", "fifo", mode=0o6777)]],
+        "device-over-symlink": [[link("f", file)], [entry("f", "chr", devmajor=1, devminor=3, mode=0o6777)]],
+        "hardlink-over-symlink": [[entry("t", data="t"), link("f", file)], [entry("f", "hardlink", "t")]],
+        "symlink-with-xattrs": [[entry("f", "symlink", file, pax_headers={"SCHILY.xattr.user.x": "1",
+                                                                          "SCHILY.xattr.trusted.x": "1"})]],
+        "symlink-then-parent-dir-metadata": [[entry("a/", "dir"), link("a/f", file)], [d("a")]],
+    }
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", sorted(through_links("/host")))
+def test_links_from_a_layer_are_never_followed_out(case, mode, sandbox):
+    host = sandbox / "host"
+    store = Store(sandbox / "store")
+    ref = image(store, f"example.com/hostile/{case}:1", *(tar_of(*layer) for layer in through_links(host)[case]))
+    if mode == "nobody":
+        give_to_nobody(host, sandbox / "work")
+    before = snapshot(host)
+    try:
+        unpack(mode, store, ref, sandbox / "work" / "target")
+    except Exception as exc:  # refused: one line, naming the entry
+        assert "entry" in str(exc) and "\n" not in str(exc)
+    assert snapshot(host) == before
