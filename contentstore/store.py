@@ -428,21 +428,23 @@ class Store:
                rootless: bool | None = None):
         """Write the root filesystem of ``ref`` into ``directory`` (absent or empty).
 
-        Layers are applied in order with whiteouts. Rootless (the default when not root, as
+        Layers are applied in order with whiteouts, each checked against its digest and
+        the config's diffID as it streams. Rootless (the default when not root, as
         ``umoci unpack --rootless``), ownership is not changed and device nodes are
-        skipped. Returns an :class:`~contentstore.unpack.UnpackReport`.
+        written as empty files. Returns an :class:`~contentstore.image.unpack.UnpackReport`.
         """
-        from contentstore.image.unpack import unpack_layers
+        from contentstore.image.unpack import LayerInput, unpack_layers
 
         image = self.image(ref, platform=platform)
         if image.config is None:
             raise BlobNotFound(image.digest)
+        diff_ids = _diff_ids(self.content.read(image.config.digest, MAX_MANIFEST_SIZE), len(image.layers))
         layers = []
-        for layer in image.layers:
+        for layer, diff_id in zip(image.layers, diff_ids):
             if not self.exists(layer.digest):
                 raise BlobNotFound(layer.digest)
             compression = self.plugins.layer_compression(layer.media_type)
-            layers.append((str(layer.digest), lambda d=layer.digest: self.open(d), compression))
+            layers.append(LayerInput(str(layer.digest), lambda d=layer.digest: self.open(d), compression, diff_id))
         return unpack_layers(layers, Path(directory), rootless=rootless)
 
     def export(self, ref: str, path: str | os.PathLike, format: str = "oci",
@@ -512,3 +514,18 @@ class Store:
 
     def labels(self, digest: str) -> dict[str, str]:
         return self.metadata.labels(digest)
+
+
+def _diff_ids(config: bytes, layers: int) -> list[str | None]:
+    """An image config's ``rootfs.diff_ids``, one per layer (``None`` each when absent)."""
+    import json
+
+    try:
+        diff_ids = (json.loads(config).get("rootfs") or {}).get("diff_ids")
+        if diff_ids is None:
+            return [None] * layers
+        if isinstance(diff_ids, list) and len(diff_ids) == layers:
+            return [str(Digest(d)) for d in diff_ids]
+    except (ValueError, AttributeError, TypeError):
+        pass
+    raise InvalidManifest(f"the image config does not list one diffID for each of its {layers} layers")
