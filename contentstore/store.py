@@ -9,6 +9,7 @@ holds no HTTP, parsing or file-format logic of its own.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from contentstore.errors import (
     ContentStoreError,
     InvalidManifest,
     InvalidReference,
+    MetadataError,
     ReferenceNotFound,
 )
 from contentstore.local import maintenance
@@ -40,6 +42,8 @@ from contentstore.model.platform import Platform
 from contentstore.model.reference import Reference
 from contentstore.plugin import manager as pluginmanager
 from contentstore.progress import ProgressCallback, quiet
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "contentstore"
 ROOT_ENV = "CONTENTSTORE_ROOT"
@@ -438,14 +442,25 @@ class Store:
         image = self.image(ref, platform=platform)
         if image.config is None:
             raise BlobNotFound(image.digest)
-        diff_ids = _diff_ids(self.content.read(image.config.digest, MAX_MANIFEST_SIZE), len(image.layers))
+        diff_ids = ImageConfig.parse(self.content.read(image.config.digest, MAX_MANIFEST_SIZE)).diff_ids
+        if diff_ids is None:
+            diff_ids = [None] * len(image.layers)
+        elif len(diff_ids) != len(image.layers):
+            raise InvalidManifest(f"the image config does not list one diffID for each of its "
+                                  f"{len(image.layers)} layers")
         layers = []
         for layer, diff_id in zip(image.layers, diff_ids):
             if not self.exists(layer.digest):
                 raise BlobNotFound(layer.digest)
             compression = self.plugins.layer_compression(layer.media_type)
-            layers.append(LayerInput(str(layer.digest), lambda d=layer.digest: self.open(d), compression, diff_id))
-        return unpack_layers(layers, Path(directory), rootless=rootless)
+            # unpack hashes each layer (digest and diffID) as it streams: the plain reader
+            layers.append(LayerInput(str(layer.digest), lambda d=layer.digest: self.content.open(d), compression,
+                                     diff_id))
+        report = unpack_layers(layers, Path(directory), rootless=rootless)
+        for layer, diff_id in zip(image.layers, diff_ids):
+            if diff_id is not None:
+                self._diff_id_verified(layer.digest, diff_id)
+        return report
 
     def export(self, ref: str, path: str | os.PathLike, format: str = "oci",
                platform: str | Platform | None = None) -> None:
@@ -474,8 +489,11 @@ class Store:
     def _diff_id_verified(self, layer_digest: str, diff_id: str) -> None:
         """Record a diffID checked by decompressing the layer here (no source registry),
         so no later pull or export inflates the layer again for it."""
-        if self.metadata.diff_id(layer_digest) != diff_id:
-            self.metadata.add_diff_id(diff_id, layer_digest, "", "")
+        try:
+            if self.metadata.diff_id(layer_digest) != diff_id:
+                self.metadata.add_diff_id(diff_id, layer_digest, "", "")
+        except (MetadataError, OSError) as exc:  # only a cache: a read-only store still unpacks
+            log.debug("diffID of %s not recorded: %s", layer_digest, exc)
 
     def import_archive(self, path: str | os.PathLike):
         """Load an OCI archive or a docker-archive, verifying every blob; returns the
@@ -514,18 +532,3 @@ class Store:
 
     def labels(self, digest: str) -> dict[str, str]:
         return self.metadata.labels(digest)
-
-
-def _diff_ids(config: bytes, layers: int) -> list[str | None]:
-    """An image config's ``rootfs.diff_ids``, one per layer (``None`` each when absent)."""
-    import json
-
-    try:
-        diff_ids = (json.loads(config).get("rootfs") or {}).get("diff_ids")
-        if diff_ids is None:
-            return [None] * layers
-        if isinstance(diff_ids, list) and len(diff_ids) == layers:
-            return [str(Digest(d)) for d in diff_ids]
-    except (ValueError, AttributeError, TypeError):
-        pass
-    raise InvalidManifest(f"the image config does not list one diffID for each of its {layers} layers")
