@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from servers import oci_ref
+from servers import oci_ref, upload
 
-from contentstore.testing import build_index, push
+from contentstore.testing import build_image, build_index, push
 
 pytestmark = pytest.mark.needs("skopeo", "docker-registry")
 
@@ -39,3 +39,19 @@ def test_arm64_v9_and_armel_hosts_pull_what_containerd_would(registry, source, t
         assert proc.returncode == 0, proc.stderr
         proc = cli("images", "--format", "json", root=root)
         assert f'"platform": "{expected}"' in proc.stdout, (wanted, proc.stdout)
+
+
+# -- references --------------------------------------------------------------------------------
+
+
+def test_repository_of_255_characters_on_a_registry_pulls(registry, source, store):
+    """The 255-character limit is on the repository path: with its domain, this
+    reference is longer than 255 characters, and the registry serves it."""
+    descriptor = build_image(source, "src/long", {"long.txt": "long\n"})
+    blobs = [source.content.read(d.digest) for d in source.image("src/long").layers]
+    blobs.append(source.content.read(source.image("src/long").config.digest))
+    repository = "team/" + "r" * 250
+    upload(registry.url, repository, blobs, source.content.read(descriptor.digest), descriptor.media_type, "1")
+    ref = f"{registry.host}/{repository}:1"
+    assert len(ref) > 255
+    assert store.pull(ref).digest == descriptor.digest
