@@ -39,6 +39,12 @@ class RegistryConfig:
     insecure: bool = False
     mirror_fallback: bool = True
 
+    def __post_init__(self) -> None:
+        for mirror in self.mirrors:
+            problem = mirror_problem(mirror)
+            if problem:
+                raise ConfigError(problem)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -51,6 +57,33 @@ class Config:
 
     def registry(self, host: str) -> RegistryConfig:
         return self.registries.get(host, RegistryConfig())
+
+
+_MIRROR_URL = re.compile(r"^https?://[^/\s]+/?$")
+
+
+def redact_userinfo(url: str) -> str:
+    """``https://user:password@host`` -> ``https://***@host``: a URL fit to print (all
+    up to the last ``@`` goes, whatever characters the password holds)."""
+    if "@" not in url:
+        return url
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    return f"{scheme}{separator}***@{rest.rsplit('@', 1)[1]}"
+
+
+def mirror_problem(mirror, where: str = "") -> str | None:
+    """Why ``mirror`` cannot be a mirror URL, in words that never repeat a password; or None."""
+    if not isinstance(mirror, str):
+        return f"mirror {mirror!r}{where} must be http(s)://host[:port]"
+    shown = redact_userinfo(mirror)
+    if "@" in mirror:
+        return (f"mirror {shown!r}{where} holds credentials (user:password@), which a mirror URL "
+                f"may not: Docker's config.json gives them (contentstore login HOST)")
+    if not _MIRROR_URL.match(mirror):
+        return f"mirror {shown!r}{where} must be http(s)://host[:port]"
+    return None
 
 
 def default_path() -> Path:
@@ -103,11 +136,9 @@ def _build(path: Path, text: str, data: dict) -> Config:
         _check(path, text, table, _REGISTRY_KEYS, where)
         mirrors = table.get("mirrors", [])
         for mirror in mirrors:
-            if not isinstance(mirror, str) or not re.match(r"^https?://[^/\s]+/?$", mirror):
-                raise ConfigError(
-                    f"{path}:{_line_of(text, 'mirrors')}: mirror {mirror!r}{where} must be "
-                    "http(s)://host[:port]"
-                )
+            problem = mirror_problem(mirror, where)
+            if problem:
+                raise ConfigError(f"{path}:{_line_of(text, 'mirrors')}: {problem}")
         registries[host] = RegistryConfig(
             mirrors=tuple(m.rstrip("/") for m in mirrors),
             insecure=table.get("insecure", False),

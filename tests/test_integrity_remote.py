@@ -55,3 +55,31 @@ def test_repository_of_255_characters_on_a_registry_pulls(registry, source, stor
     ref = f"{registry.host}/{repository}:1"
     assert len(ref) > 255
     assert store.pull(ref).digest == descriptor.digest
+
+
+# -- mirror URLs -------------------------------------------------------------------------------
+
+
+def test_mirror_url_with_a_password_is_refused_without_printing_it(registry, source, tmp_path):
+    """A mirror URL may not carry user:password@ (it would show in "Pulled from mirror …"
+    and in every error naming the endpoint): a one-line error that names the file and
+    line and never the password, also with -v, also for a URL the grammar refuses."""
+    build_image(source, "src/m", {"m.txt": "m\n"})
+    ref = push(oci_ref(source, "docker.io/src/m:latest"), registry, "team/mirrored:1")
+    secret = "s3cret-Mirror-pw"
+    for url in (f"http://alice:{secret}@{registry.host}", f"https://alice:{secret}@{registry.host}/v2/x"):
+        config = tmp_path / "config.toml"
+        config.write_text(f'[registry."{registry.host}"]\nmirrors = ["{url}"]\n')
+        for verbose in ((), ("-v",)):
+            proc = cli(*verbose, "pull", ref, root=tmp_path / "store", config=config)
+            assert proc.returncode == 1
+            assert secret not in proc.stdout + proc.stderr
+            assert f"{config}:2: mirror 'http" in proc.stderr and "***@" in proc.stderr
+            if not verbose:
+                assert proc.stderr.startswith("contentstore: error: ") and proc.stderr.count("\n") == 1
+    # the same rule for a configuration made in Python
+    from contentstore.config import RegistryConfig
+    from contentstore.errors import ConfigError
+    with pytest.raises(ConfigError) as info:
+        RegistryConfig(mirrors=(f"https://bob:{secret}@mirror.example.com",))
+    assert secret not in str(info.value)
