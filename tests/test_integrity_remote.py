@@ -83,3 +83,217 @@ def test_mirror_url_with_a_password_is_refused_without_printing_it(registry, sou
     with pytest.raises(ConfigError) as info:
         RegistryConfig(mirrors=(f"https://bob:{secret}@mirror.example.com",))
     assert secret not in str(info.value)
+
+
+# -- sizes: a registry cannot send more than was asked for ----------------------------------------
+
+MiB = 1 << 20
+
+
+def client_for(url, host, config=None, credentials=None):
+    from contentstore.model.endpoint import Endpoint
+    from contentstore.plugin import manager as pluginmanager
+    from contentstore.remote.client import RegistryClient
+    return RegistryClient(Endpoint(url, host), credentials, pluginmanager.create().accept_header(),
+                          config=config)
+
+
+@pytest.fixture
+def small_image(registry, source):
+    """A one-layer image in the registry: (repository, its manifest digest, its layer)."""
+    def make(name):
+        build_image(source, f"src/{name}", {f"{name}.txt": f"{name}\n"})
+        push(oci_ref(source, f"docker.io/src/{name}:latest"), registry, f"team/{name}:1")
+        image = source.image(f"src/{name}")
+        return f"team/{name}", image.digest, image.layers[0]
+    return make
+
+
+@pytest.mark.parametrize("sized", [True, False], ids=["content-length", "connection-delimited"])
+def test_blob_bigger_than_its_descriptor_is_cut_off(registry, proxy_factory, small_image, store, sized):
+    """A registry answering a blob of ~100 bytes with 300 MiB: refused on its
+    Content-Length before a byte is read, or, with no length given, at the first chunk
+    past the size; nothing is kept and the connection is dropped, so the liar stops
+    after what the sockets buffer."""
+    from contentstore.errors import SizeMismatch
+    repo, _, layer = small_image(f"liar{int(sized)}")
+    proxy = proxy_factory(registry.url)
+    proxy.faults({"match": f"GET /v2/{repo}/blobs/{layer.digest}", "body_size": 300 * MiB,
+                  "no_length": not sized, "times": -1})
+    with pytest.raises(SizeMismatch) as info:
+        store.pull(f"{proxy.host}/{repo}:1")
+    message = str(info.value)
+    assert layer.digest in message and proxy.url in message and f"expected {layer.size} bytes" in message
+    assert not store.exists(layer.digest) and store.content.ingests() == []
+    [fetch] = proxy.requests(f"/blobs/{layer.digest}", "GET")
+    assert fetch["sent"] < 64 * MiB  # of 300 MiB: cut, not drained
+    assert store.images() == []
+
+
+def test_blob_with_a_content_encoding_is_refused(registry, proxy_factory, small_image, store):
+    """A gzip Content-Encoding turns 300 KiB on the wire into 300 MiB on disk. Blobs are
+    asked for as their own bytes (Accept-Encoding: identity) and an encoded answer is
+    refused, naming the blob and the encoding."""
+    from contentstore.errors import RegistryError
+    repo, _, layer = small_image("gzipbomb")
+    proxy = proxy_factory(registry.url)
+    proxy.faults({"match": f"GET /v2/{repo}/blobs/{layer.digest}", "body_size": 300 * MiB, "gzip": True,
+                  "times": -1})
+    with pytest.raises(RegistryError) as info:
+        store.pull(f"{proxy.host}/{repo}:1")
+    assert layer.digest in str(info.value) and "Content-Encoding 'gzip'" in str(info.value)
+    assert not store.exists(layer.digest) and all(i.offset == 0 for i in store.content.ingests())
+    [fetch] = proxy.requests(f"/blobs/{layer.digest}", "GET")
+    assert fetch["sent"] < 64 * MiB
+
+
+def test_gzip_encoded_manifest_is_capped_on_its_decoded_bytes(registry, proxy_factory, small_image):
+    """64 MiB of manifest in 64 KiB of gzip: refused once 4 MiB are decoded."""
+    from contentstore.errors import ManifestTooLarge
+    repo, _, _ = small_image("manifestbomb")
+    proxy = proxy_factory(registry.url)
+    proxy.faults({"match": f"GET /v2/{repo}/manifests/1", "body_size": 64 * MiB, "gzip": True,
+                  "content_type": "application/vnd.oci.image.manifest.v1+json", "times": -1})
+    client = client_for(proxy.url, proxy.host)
+    client.ping()
+    with pytest.raises(ManifestTooLarge, match="over the 4194304-byte limit"):
+        client.get_manifest(repo, "1")
+
+
+# -- time: deadlines for requests, a minimum rate for blobs ------------------------------------------
+
+SHORT = 2.0  # seconds: the request deadline these tests configure
+
+
+def short_config(**settings):
+    from contentstore.config import Config
+    return Config(**{"request_deadline": SHORT, **settings})
+
+
+def assert_deadline_error(info, started, what):
+    import time
+    elapsed = time.monotonic() - started
+    assert f"within the {SHORT:g} s request deadline" in str(info.value) and what in str(info.value)
+    assert SHORT * 0.9 <= elapsed < SHORT + 3, elapsed
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("fault", [
+    {"trickle": {"bytes": 1, "every": 0.25}},                 # one byte at a time, for ever
+    {"trickle": {"bytes": 1, "every": 0.25, "head": True}},   # the headers too
+    {"body_size": 10, "gzip": True, "gzip_members": -1,       # bytes that decode to nothing
+     "content_type": "application/vnd.oci.image.manifest.v1+json"},
+], ids=["trickled-body", "trickled-headers", "endless-empty-gzip"])
+def test_manifest_request_ends_at_its_deadline(registry, proxy_factory, small_image, fault):
+    """Each of these kept the request going with no timeout firing: every read gets a
+    byte in time. The deadline cuts the connection whatever the request waits for."""
+    import time
+
+    from contentstore.errors import RegistryUnreachable
+    repo, digest, _ = small_image("slowmanifest")
+    proxy = proxy_factory(registry.url)
+    proxy.faults({"match": f"GET /v2/{repo}/manifests/{digest}", "times": -1, **fault})
+    client = client_for(proxy.url, proxy.host, short_config())
+    client.ping()
+    started = time.monotonic()
+    with pytest.raises(RegistryUnreachable) as info:
+        client.get_manifest(repo, digest)
+    assert_deadline_error(info, started, f"{repo}@{digest}")
+
+
+def test_ping_ends_at_its_deadline_and_the_next_endpoint_is_tried(registry, proxy_factory, small_image,
+                                                                   tmp_path):
+    """A mirror whose /v2/ answers one header byte at a time is passed over after the
+    deadline for the registry itself."""
+    import time
+
+    from contentstore.errors import RegistryUnreachable
+    repo, digest, _ = small_image("slowping")
+    proxy = proxy_factory(registry.url)
+    proxy.faults({"match": "GET /v2/", "trickle": {"bytes": 1, "every": 0.25, "head": True}, "times": -1})
+    client = client_for(proxy.url, proxy.host, short_config())
+    started = time.monotonic()
+    with pytest.raises(RegistryUnreachable) as info:
+        client.ping()
+    assert_deadline_error(info, started, "ping of")
+    assert info.value.endpoint_unusable  # the endpoint loop moves on to the next endpoint
+
+
+def test_retry_after_past_the_deadline_is_not_slept(registry, proxy_factory, small_image):
+    """503 with Retry-After: 3600 made the pull sleep an hour; now the wait would pass
+    the deadline, so the request ends at once, saying why."""
+    import time
+
+    from contentstore.errors import RegistryUnreachable
+    repo, digest, _ = small_image("retryafter")
+    proxy = proxy_factory(registry.url)
+    proxy.faults({"match": f"GET /v2/{repo}/manifests/", "status": 503, "retry_after": 3600, "times": -1})
+    client = client_for(proxy.url, proxy.host, short_config())
+    client.ping()
+    started = time.monotonic()
+    with pytest.raises(RegistryUnreachable) as info:
+        client.get_manifest(repo, digest)
+    assert time.monotonic() - started < 2
+    assert "asked to retry after 3600 s" in str(info.value)
+    # a short Retry-After is still honoured, within the deadline
+    proxy.faults({"match": f"GET /v2/{repo}/manifests/", "status": 503, "retry_after": 1, "times": 1})
+    started = time.monotonic()
+    assert client.get_manifest(repo, digest).data
+    assert 1 <= time.monotonic() - started < SHORT
+
+
+BIG = 6 * MiB
+
+
+@pytest.fixture
+def big_layer(registry, source):
+    build_image(source, "src/slowblob", {"big.bin": os.urandom(BIG)})
+    push(oci_ref(source, "docker.io/src/slowblob:latest"), registry, "team/slowblob:1")
+    return "team/slowblob", source.image("src/slowblob").layers[0]
+
+
+@pytest.mark.parametrize("fault, rate", [
+    ({"delay": 0.5}, 1 * MiB),                           # 128 KiB/s, under a 1 MiB/s minimum
+    ({"trickle": {"bytes": 1, "every": 0.2}}, 1024),     # 5 bytes/s, under the default 1 KiB/s
+], ids=["64KiB-every-half-second", "a-byte-every-200ms"])
+def test_blob_below_the_minimum_rate_is_cut_resumed_then_refused(registry, proxy_factory, big_layer, store,
+                                                                 fault, rate):
+    """A body slower than the minimum over the window is cut; the download resumes
+    with Range where it stopped; when every attempt is too slow, the error names the
+    blob, the endpoint and the rate."""
+    import time
+
+    from contentstore.errors import RegistryUnreachable
+    from contentstore.remote.download import download
+    repo, layer = big_layer
+    proxy = proxy_factory(registry.url)
+    proxy.faults({"match": f"GET /v2/{repo}/blobs/{layer.digest}", "times": -1, **fault})
+    client = client_for(proxy.url, proxy.host, short_config(min_transfer_rate=rate, transfer_rate_window=1.0))
+    client.ping()
+    started = time.monotonic()
+    with pytest.raises(RegistryUnreachable) as info:
+        download(client, repo, store.content, store.metadata, layer, attempts=2)
+    elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert f"download of {layer.digest} failed after 2 attempts" in message
+    assert proxy.url in message and f"below the minimum transfer rate of {rate} bytes/s" in message
+    assert elapsed < 10, elapsed
+    fetches = proxy.requests(f"/blobs/{layer.digest}", "GET")
+    assert len(fetches) == 3
+    [ingest] = store.content.ingests()
+    assert 0 < ingest.offset < layer.size and not store.exists(layer.digest)  # kept for a resume
+    resumed_at = int(fetches[1]["range"].removeprefix("bytes=").rstrip("-"))
+    assert 0 < resumed_at <= fetches[0]["sent"]  # where the cut attempt stopped
+
+
+def test_blob_at_a_fair_rate_is_not_cut(registry, proxy_factory, big_layer, store):
+    """The same limits let a body through that keeps the rate (~1.3 MB/s over 0.05 s pauses)."""
+    from contentstore.remote.download import download
+    repo, layer = big_layer
+    proxy = proxy_factory(registry.url)
+    proxy.faults({"match": f"GET /v2/{repo}/blobs/{layer.digest}", "delay": 0.05, "times": -1})
+    client = client_for(proxy.url, proxy.host, short_config(min_transfer_rate=256 * 1024,
+                                                            transfer_rate_window=1.0))
+    client.ping()
+    assert download(client, repo, store.content, store.metadata, layer).blob.digest == layer.digest
+    assert len(proxy.requests(f"/blobs/{layer.digest}", "GET")) == 1
