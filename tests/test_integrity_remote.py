@@ -297,3 +297,133 @@ def test_blob_at_a_fair_rate_is_not_cut(registry, proxy_factory, big_layer, stor
     client.ping()
     assert download(client, repo, store.content, store.metadata, layer).blob.digest == layer.digest
     assert len(proxy.requests(f"/blobs/{layer.digest}", "GET")) == 1
+
+
+# -- credentials: only to the host they belong to, never over plain HTTP elsewhere ------------------
+
+TOKENS = "tokens.contentstore.test"
+
+
+@pytest.fixture
+def named_token_host(monkeypatch):
+    """Map TOKENS to 127.0.0.1 in this process's resolver (socket.getaddrinfo), the one
+    test double here: without root a test cannot add a name to /etc/hosts, and the
+    token server must be reached under a name that does not look like loopback. The
+    registry, the token server, its request log and the refusal are all real."""
+    import socket
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: real(
+        "127.0.0.1" if host == TOKENS else host, *a, **k))
+
+
+def push_private(source, host, name):
+    from servers import PASSWORD, USER
+    build_image(source, "src/private", {"secret.txt": "only with credentials\n"})
+    return push(oci_ref(source, "docker.io/src/private:latest"), host, name, credentials=(USER, PASSWORD))
+
+
+def test_credentials_are_not_sent_to_a_plain_http_realm_on_another_host(token_registry_factory, named_token_host,
+                                                                          source, store, tmp_path):
+    """The registry (on loopback, where the credentials belong) names a token realm on
+    http://tokens.contentstore.test: the password would cross the network in clear to
+    a host it was never given for. The pull fails saying why, and the token server saw
+    no credentials; marked insecure, that host gets them."""
+    from servers import PASSWORD, USER, write_docker_config
+
+    from contentstore.config import Config, RegistryConfig
+    from contentstore.errors import Unauthorized
+    from contentstore.remote.credentials import Credentials
+    tokens = token_registry_factory(lambda url: url.replace("127.0.0.1", TOKENS))
+    reg = tokens.registry
+    push_private(source, tokens.uploader.host, "team/private:1")
+    ref = f"{reg.host}/team/private:1"
+    before = len(tokens.log())
+    write_docker_config(tmp_path / "docker-config", reg.host)
+    realm_host = f"{TOKENS}:{tokens.server.port}"
+    with pytest.raises(Unauthorized) as info:
+        store.pull(ref)
+    message = str(info.value)
+    assert f"credentials not sent to the token realm http://{realm_host}/token" in message
+    assert "neither loopback nor marked insecure" in message and PASSWORD not in message
+    assert not any(entry["authorization"] for entry in tokens.log()[before:])
+    # marked insecure, the realm's host gets the credentials (and a token that works)
+    config = Config(registries={realm_host: RegistryConfig(insecure=True)})
+    client = client_for(reg.url, reg.host, config, Credentials(USER, PASSWORD))
+    client.ping()
+    assert client.get_manifest("team/private", "1").data
+    assert tokens.log()[-1]["authorization"]
+
+
+def test_anonymous_token_from_a_plain_http_realm_is_still_fetched(token_registry_factory, named_token_host,
+                                                                  source, store):
+    """Without credentials there is nothing to protect: a public pull goes on."""
+    from servers import PASSWORD, USER
+    tokens = token_registry_factory(lambda url: url.replace("127.0.0.1", TOKENS))
+    build_image(source, "src/public", {"public.txt": "for everyone\n"})
+    push(oci_ref(source, "docker.io/src/public:latest"), tokens.uploader.host, "team/public:1",
+         credentials=(USER, PASSWORD))
+    from contentstore.errors import Unauthorized
+    with pytest.raises(Unauthorized) as info:  # the test token server grants nothing anonymously
+        store.pull(f"{tokens.registry.host}/team/public:1")
+    assert "credentials not sent" not in str(info.value)
+    assert tokens.log()[-1]["authorization"] is False
+
+
+def test_refresh_token_is_not_posted_through_a_redirect(token_registry_factory, proxy_factory, source, store,
+                                                        tmp_path):
+    """A 307 from the token realm would have requests post the identity token, in the
+    form body, to wherever it points; it is not followed."""
+    import json
+
+    from contentstore.errors import RegistryError
+    proxies = {}
+
+    def behind_a_proxy(url):
+        proxies["front"] = proxy_factory(url)
+        return proxies["front"].url
+
+    tokens = token_registry_factory(behind_a_proxy)
+    elsewhere = proxy_factory(tokens.token_url, host="127.0.0.2")
+    reg = tokens.registry
+    push_private(source, tokens.uploader.host, "team/refresh:1")
+    ref = f"{reg.host}/team/refresh:1"
+    proxies["front"].faults({"match": "POST /token", "redirect": elsewhere.url, "times": -1})
+    (tmp_path / "docker-config" / "config.json").write_text(json.dumps(
+        {"auths": {reg.host: {"identitytoken": "contentstore-test-refresh-token"}}}))
+    with pytest.raises(RegistryError) as info:
+        store.pull(ref)
+    assert "307" in str(info.value) and "not followed" in str(info.value)
+    assert elsewhere.requests() == []  # the refresh token went nowhere else
+    posts = proxies["front"].requests("/token", "POST")
+    assert posts and all(e["status"] == 307 for e in posts)
+
+
+@pytest.mark.parametrize("fault, expected", [
+    ({"trickle": {"bytes": 1, "every": 0.25}}, "request deadline"),
+    ({"body_size": 8 * MiB, "content_type": "application/json"}, "over the 1048576-byte limit"),
+], ids=["trickled", "huge"])
+def test_token_answers_are_bounded(token_registry_factory, proxy_factory, source, fault, expected):
+    """A token server that answers a byte at a time, or with 8 MiB, is cut off."""
+    import time
+
+    from servers import PASSWORD, USER
+
+    from contentstore.errors import RegistryError
+    from contentstore.remote.credentials import Credentials
+    proxies = {}
+
+    def behind_a_proxy(url):
+        proxies["front"] = proxy_factory(url)
+        return proxies["front"].url
+
+    tokens = token_registry_factory(behind_a_proxy)
+    reg = tokens.registry
+    push_private(source, tokens.uploader.host, "team/tokens:1")
+    proxies["front"].faults({"match": "GET /token", "times": -1, **fault})
+    client = client_for(reg.url, reg.host, short_config(), Credentials(USER, PASSWORD))
+    client.ping()
+    started = time.monotonic()
+    with pytest.raises(RegistryError) as info:
+        client.get_manifest("team/tokens", "1")
+    assert expected in str(info.value) and "token from" in str(info.value)
+    assert time.monotonic() - started < SHORT + 3

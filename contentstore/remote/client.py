@@ -26,7 +26,7 @@ from contentstore.errors import ManifestTooLarge, NotV2Registry, RegistryError, 
 from contentstore.model.digest import Digest
 from contentstore.model.endpoint import Endpoint
 from contentstore.model.manifest import MAX_MANIFEST_SIZE
-from contentstore.remote.auth import Authenticator, scope_for
+from contentstore.remote.auth import Authenticator, is_loopback, scope_for
 from contentstore.remote.credentials import Credentials
 from contentstore.remote.transport import (
     TIMEOUT,
@@ -65,8 +65,9 @@ class RegistryClient:
 
     :param accept: the ``Accept`` header for manifests (what the format plugins read).
     :param explain_ping_failure: asked when ``/v2/`` does not answer as a v2 registry.
-    :param config: the request deadline and the minimum transfer rate; the defaults
-        when not given.
+    :param config: the request deadline, the minimum transfer rate, and which hosts are
+        marked ``insecure`` (a token realm on plain HTTP gets credentials only from
+        those and loopback); the defaults when not given.
     :ivar pinged: the ``/v2/`` ping succeeded.
     :ivar confirmed_v2: the ping's answer carried the v2 API version header.
     :ivar ping_explained: the ping failed and ``explain_ping_failure`` said why: the
@@ -82,6 +83,7 @@ class RegistryClient:
         self.config = config if config is not None else Config()
         self.session = session or make_session(verify_tls=endpoint.verify_tls)
         self.auth = Authenticator(endpoint.registry, self.session, credentials,
+                                  plain_http_allowed=self.plain_http_allowed,
                                   deadline=self.config.request_deadline)
         self.confirmed_v2 = False
         self.pinged = False
@@ -102,6 +104,16 @@ class RegistryClient:
         if self.config.min_transfer_rate <= 0:
             return None
         return MinimumRate(self.config.min_transfer_rate, self.config.transfer_rate_window, what)
+
+    def plain_http_allowed(self, host: str) -> bool:
+        """Whether credentials may go to ``host`` (``name[:port]``) over plain HTTP: a
+        loopback address, a host marked ``insecure``, or this endpoint's own host when
+        the endpoint itself is plain HTTP (which only those, or a mirror configured as
+        http://, are)."""
+        hostname = urlsplit(f"//{host}").hostname or host
+        return (is_loopback(hostname) or self.config.registry(host).insecure
+                or self.config.registry(hostname).insecure
+                or (host.lower() == self.endpoint.host.lower() and self.endpoint.scheme == "http"))
 
     # -- requests ------------------------------------------------------------------------
 
