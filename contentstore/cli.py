@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 import traceback
-
 from typing import TYPE_CHECKING
 
 from contentstore.errors import ContentStoreError, UsageError

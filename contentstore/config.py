@@ -1,4 +1,5 @@
-"""The TOML configuration file: per-registry mirrors and insecure flags, concurrency.
+"""The TOML configuration file: per-registry mirrors and insecure flags, concurrency,
+deadlines and the minimum transfer rate.
 
 Found at ``--config``, else ``$CONTENTSTORE_CONFIG``, else
 ``platformdirs.user_config_path("contentstore") / "config.toml"`` (a missing default
@@ -20,8 +21,10 @@ from contentstore.errors import ConfigError
 
 CONFIG_ENV = "CONTENTSTORE_CONFIG"
 
+_NUMBER = (int, float)
 _TOP_KEYS = {"registry": dict, "max_concurrent_downloads": int, "max_concurrent_uploads": int,
-             "upload_chunk_size": int, "pull": dict}
+             "upload_chunk_size": int, "pull": dict, "request_deadline": _NUMBER, "min_transfer_rate": int,
+             "transfer_rate_window": _NUMBER}
 _PULL_KEYS = {"verify_diffids": bool}
 _REGISTRY_KEYS = {"mirrors": list, "insecure": bool, "mirror_fallback": bool}
 
@@ -40,6 +43,12 @@ class RegistryConfig:
     insecure: bool = False
     mirror_fallback: bool = True
 
+    def __post_init__(self) -> None:
+        for mirror in self.mirrors:
+            problem = mirror_problem(mirror)
+            if problem:
+                raise ConfigError(problem)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -51,9 +60,43 @@ class Config:
     upload_chunk_size: int = 32 * 1024 * 1024
     #: ``[pull] verify_diffids``: inflate every layer during the pull to check its diffID.
     verify_diffids: bool = False
+    #: Seconds a ping, manifest, token or tag-list request may take in all (retries and
+    #: body included), and a blob request until its answer's headers.
+    request_deadline: float = 60.0
+    #: A blob body slower than this many bytes a second, on average over
+    #: ``transfer_rate_window`` seconds, is cut off (and resumed); 0: no minimum.
+    min_transfer_rate: int = 1024
+    transfer_rate_window: float = 30.0
 
     def registry(self, host: str) -> RegistryConfig:
         return self.registries.get(host, RegistryConfig())
+
+
+_MIRROR_URL = re.compile(r"^https?://[^/\s]+/?$")
+
+
+def redact_userinfo(url: str) -> str:
+    """``https://user:password@host`` -> ``https://***@host``: a URL fit to print (all
+    up to the last ``@`` goes, whatever characters the password holds)."""
+    if "@" not in url:
+        return url
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    return f"{scheme}{separator}***@{rest.rsplit('@', 1)[1]}"
+
+
+def mirror_problem(mirror, where: str = "") -> str | None:
+    """Why ``mirror`` cannot be a mirror URL, in words that never repeat a password; or None."""
+    if not isinstance(mirror, str):
+        return f"mirror {mirror!r}{where} must be http(s)://host[:port]"
+    shown = redact_userinfo(mirror)
+    if "@" in mirror:
+        return (f"mirror {shown!r}{where} holds credentials (user:password@), which a mirror URL "
+                f"may not: Docker's config.json gives them (contentstore login HOST)")
+    if not _MIRROR_URL.match(mirror):
+        return f"mirror {shown!r}{where} must be http(s)://host[:port]"
+    return None
 
 
 def default_path() -> Path:
@@ -90,10 +133,10 @@ def _check(path: Path, text: str, table: dict, allowed: dict, where: str) -> Non
         if key not in allowed:
             raise ConfigError(f"{path}:{_line_of(text, key)}: unknown key {key!r}{where}")
         expected = allowed[key]
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ConfigError(
-                f"{path}:{_line_of(text, key)}: {key!r}{where} must be a {expected.__name__}"
-            )
+        numeric = expected is int or expected is _NUMBER
+        if not isinstance(value, expected) or (numeric and isinstance(value, bool)):
+            kind = "number" if expected is _NUMBER else expected.__name__
+            raise ConfigError(f"{path}:{_line_of(text, key)}: {key!r}{where} must be a {kind}")
 
 
 def _build(path: Path, text: str, data: dict) -> Config:
@@ -106,11 +149,9 @@ def _build(path: Path, text: str, data: dict) -> Config:
         _check(path, text, table, _REGISTRY_KEYS, where)
         mirrors = table.get("mirrors", [])
         for mirror in mirrors:
-            if not isinstance(mirror, str) or not re.match(r"^https?://[^/\s]+/?$", mirror):
-                raise ConfigError(
-                    f"{path}:{_line_of(text, 'mirrors')}: mirror {mirror!r}{where} must be "
-                    "http(s)://host[:port]"
-                )
+            problem = mirror_problem(mirror, where)
+            if problem:
+                raise ConfigError(f"{path}:{_line_of(text, 'mirrors')}: {problem}")
         registries[host] = RegistryConfig(
             mirrors=tuple(m.rstrip("/") for m in mirrors),
             insecure=table.get("insecure", False),
@@ -121,6 +162,12 @@ def _build(path: Path, text: str, data: dict) -> Config:
     for key in ("max_concurrent_downloads", "max_concurrent_uploads", "upload_chunk_size"):
         if key in data and data[key] < 1:
             raise ConfigError(f"{path}:{_line_of(text, key)}: {key!r} must be at least 1")
+    for key in ("request_deadline", "transfer_rate_window"):
+        if key in data and not data[key] > 0:
+            raise ConfigError(f"{path}:{_line_of(text, key)}: {key!r} must be more than 0 seconds")
+    if data.get("min_transfer_rate", 0) < 0:
+        raise ConfigError(f"{path}:{_line_of(text, 'min_transfer_rate')}: 'min_transfer_rate' must not "
+                          "be negative (0: no minimum)")
     return Config(
         path=path,
         registries=registries,
@@ -128,4 +175,7 @@ def _build(path: Path, text: str, data: dict) -> Config:
         max_concurrent_uploads=data.get("max_concurrent_uploads", 5),
         upload_chunk_size=data.get("upload_chunk_size", Config.upload_chunk_size),
         verify_diffids=pull.get("verify_diffids", False),
+        request_deadline=float(data.get("request_deadline", Config.request_deadline)),
+        min_transfer_rate=data.get("min_transfer_rate", Config.min_transfer_rate),
+        transfer_rate_window=float(data.get("transfer_rate_window", Config.transfer_rate_window)),
     )

@@ -14,7 +14,13 @@ prints ``PORT`` when listening. Faults are set while it runs, through its own en
   (``{status, body, headers}``) answers that; ``rewrite`` (``[old, new]``) forwards to
   the path with ``old`` replaced by ``new``; ``drop_request`` closes the client's
   connection without forwarding; ``cut_request_after`` forwards that many bytes of the
-  request body and then breaks both connections.
+  request body and then breaks both connections; ``trickle`` (``{bytes, every, head}``)
+  forwards the answer ``bytes`` at a time with ``every`` seconds between, the status
+  line and headers too when ``head`` is true (a registry that never stops and never
+  finishes); with ``body_size``, ``gzip`` sends those bytes gzip-compressed with
+  ``Content-Encoding: gzip`` (a small body that expands without limit), and
+  ``gzip_members`` sends that many empty gzip members after them (bytes that decode to
+  nothing, endlessly when -1), and ``no_length`` sends them without a Content-Length.
 - ``GET /__log__``: every request seen (method, path, status, body bytes sent, whether
   it carried an Authorization header).
 
@@ -30,6 +36,7 @@ import socketserver
 import sys
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import urlsplit
 
@@ -87,8 +94,73 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def _reply_gzip(self, rule: dict, entry: dict, content_type: str):
+        """``body_size`` bytes gzip-compressed, then ``gzip_members`` empty gzip members;
+        no Content-Length (the connection closes at the end), so -1 never ends."""
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+        remaining = rule["body_size"]
+        block = b" " * (1 << 20)
+        while remaining:
+            n = min(remaining, len(block))
+            self._send_counted(entry, compressor.compress(block[:n]))
+            remaining -= n
+        self._send_counted(entry, compressor.flush())
+        empty = zlib.compressobj(9, zlib.DEFLATED, 31)
+        member = empty.compress(b"") + empty.flush()
+        members = rule.get("gzip_members", 0)
+        while members != 0:
+            batch = 256 if members < 0 else min(256, members)
+            self._send_counted(entry, member * batch)
+            if members > 0:
+                members -= batch
+
+    def _reply_unsized(self, rule: dict, entry: dict, content_type: str):
+        """``body_size`` bytes with no Content-Length: the end is the connection's."""
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        self.end_headers()
+        remaining = rule["body_size"]
+        block = b" " * 65536
+        while remaining and self.command != "HEAD":
+            n = min(remaining, len(block))
+            self._send_counted(entry, block[:n])
+            remaining -= n
+
+    def flush_headers(self):
+        trickle = getattr(self, "_trickle_head", None)
+        if not trickle or not getattr(self, "_headers_buffer", None):
+            return super().flush_headers()
+        head = b"".join(self._headers_buffer)
+        self._headers_buffer = []
+        self._trickle_write(head, trickle)
+
+    def _trickle_write(self, data: bytes, trickle: dict, entry: dict | None = None):
+        step = max(1, trickle.get("bytes", 1))
+        for start in range(0, len(data), step):
+            self.wfile.write(data[start:start + step])
+            self.wfile.flush()
+            if entry is not None:
+                entry["sent"] += len(data[start:start + step])
+            time.sleep(trickle.get("every", 1))
+
+    def _send_counted(self, entry: dict, data: bytes):
+        if data:
+            self.wfile.write(data)
+            entry["sent"] += len(data)
+
     def handle_any(self):
         state: State = self.server.state
+        self._trickle_head = None
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if self.path == "/__faults__" and self.command == "POST":
@@ -122,8 +194,15 @@ class Handler(BaseHTTPRequestHandler):
             self.path = self.path.replace(old, new)
         if "body_size" in rule:
             entry["status"] = 200
-            return self._reply(200, b" " * rule["body_size"],
-                               {"Content-Type": rule.get("content_type", "application/octet-stream")})
+            content_type = rule.get("content_type", "application/octet-stream")
+            try:
+                if rule.get("gzip") or "gzip_members" in rule:
+                    return self._reply_gzip(rule, entry, content_type)
+                if rule.get("no_length"):
+                    return self._reply_unsized(rule, entry, content_type)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the client gave up, as it should
+            return self._reply(200, b" " * rule["body_size"], {"Content-Type": content_type})
         if "redirect" in rule:
             entry["status"] = 307
             return self._reply(307, b"", {"Location": rule["redirect"].rstrip("/") + self.path})
@@ -160,6 +239,8 @@ class Handler(BaseHTTPRequestHandler):
         conn.request(self.command, self.path, body=body or None, headers=headers)
         response = conn.getresponse()
         entry["status"] = response.status
+        trickle = rule.get("trickle")
+        self._trickle_head = trickle if trickle and trickle.get("head") else None
         self.send_response(response.status)
         passed = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP]
         for key, value in passed:
@@ -192,6 +273,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 conn.close()
                 return
+            if trickle:
+                self._trickle_write(chunk, trickle, entry)
+                sent = entry["sent"]
+                continue
             self.wfile.write(chunk)
             sent += len(chunk)
             entry["sent"] = sent

@@ -128,6 +128,75 @@ def token_registry(registry_factory, tmp_path):
         server.stop()
 
 
+def _token_issuer(directory: Path) -> tuple[Path, Path]:
+    """A key and self-signed certificate for a token server; their paths."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "contentstore test token issuer")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    key_path, cert_path = directory / "token.key", directory / "token.crt"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+@dataclass
+class RealmTokenRegistry(TokenRegistry):
+    """A token registry whose challenge names a realm the test chose, and ``uploader``,
+    a second registry on the same storage whose realm is the token server itself on
+    loopback: skopeo pushes through it (it cannot reach a made-up realm name)."""
+
+    uploader: object = None
+
+
+@pytest.fixture
+def token_registry_factory(tmp_path):
+    """``start(realm_base)``: a token server, and a registry in ``auth: token`` mode
+    whose challenge names ``realm_base(token server URL) + "/token"`` as its realm (the
+    token server under another host name, or behind a fault proxy). Returns a
+    :class:`RealmTokenRegistry`."""
+    from contentstore.testing import start_registry
+
+    started = []
+
+    def start(realm_base=lambda url: url) -> RealmTokenRegistry:
+        directory = tmp_path / f"realm-registry-{len(started)}"
+        key_path, cert_path = _token_issuer(directory / "issuer")
+        process, port = _start_script("tokenserver.py", "--key", str(key_path), "--cert", str(cert_path),
+                                      "--user", f"{USER}:{PASSWORD}", "--issuer", "contentstore-test-issuer")
+        server = Server(port, process)
+        started.append(server)
+
+        def auth(realm):
+            return {"token": {"realm": f"{realm}/token", "service": "contentstore-test-registry",
+                              "issuer": "contentstore-test-issuer", "rootcertbundle": str(cert_path)}}
+
+        uploader = start_registry(directory / "uploader", auth(server.url),
+                                  extra={"storage": {"filesystem": {"rootdirectory": str(directory / "data")},
+                                                     "delete": {"enabled": True}}})
+        started.append(uploader)
+        reg = start_registry(directory / "registry", auth(realm_base(server.url)),
+                             extra={"storage": {"filesystem": {"rootdirectory": str(directory / "data")},
+                                                "delete": {"enabled": True}}})
+        started.append(reg)
+        return RealmTokenRegistry(reg, server, uploader)
+
+    yield start
+    for process in reversed(started):
+        process.stop()
+
+
 # -- images --------------------------------------------------------------------------------------
 
 

@@ -76,11 +76,61 @@ def test_malformed_manifests_give_one_line_errors(plugins):
     ([("linux", "386"), ("linux", "amd64")], "linux/x86_64", 1),
     ([("linux", "386")], "linux/amd64", 0),
     ([("linux", "arm", "v7")], "linux/armhf", 0),
+    # an arm64/v9 host takes arm64/v8 when no v9 image is offered, v9 when it is
+    ([("linux", "amd64"), ("linux", "arm64", "v8")], "linux/arm64/v9", 1),
+    ([("linux", "arm64", "v8"), ("linux", "arm64", "v9")], "linux/arm64/v9", 1),
+    ([("linux", "arm64", "v8"), ("linux", "arm64", "v8.2")], "linux/arm64/v9", 1),
+    ([("linux", "arm", "v7"), ("linux", "arm64", "v8.0")], "linux/arm64/v9.0", 1),
+    ([("linux", "arm", "v7")], "linux/arm64/v9", 0),
+    # armel is arm/v6: an arm/v7 image does not run there
+    ([("linux", "arm", "v7"), ("linux", "arm", "v6")], "linux/armel", 1),
 ])
 def test_platform_selection(plugins, offered, wanted, chosen):
     manifest = plugins.parse_manifest(mt.DOCKER_MANIFEST_LIST, index(offered, mt.DOCKER_MANIFEST_LIST))
     assert isinstance(manifest, ManifestIndex)
     assert manifest.select(Platform.parse(wanted)).digest == D[chosen]
+
+
+# containerd/platforms compare_test.go TestOnly, the arm and arm64 cases: what each
+# wanted platform accepts and refuses.
+ONLY = {
+    "linux/arm64/v9.6": (["linux/arm", "linux/arm/v5", "linux/arm/v6", "linux/arm/v7", "linux/arm/v8",
+                          "linux/arm64", "linux/arm64/v8"]
+                         + [f"linux/arm64/v8.{n}" for n in range(1, 10)]
+                         + ["linux/arm64/v9", "linux/arm64/v9.0"] + [f"linux/arm64/v9.{n}" for n in range(1, 7)],
+                         ["linux/amd64", "linux/arm/v4", "windows/arm", "linux/arm64/v8.10", "linux/arm64/v9.7"]),
+    "linux/arm64/v9": (["linux/arm", "linux/arm/v5", "linux/arm/v8", "linux/arm64", "linux/arm64/v8",
+                        "linux/arm64/v8.1", "linux/arm64/v8.5", "linux/arm64/v9", "linux/arm64/v9.0"],
+                       ["linux/amd64", "linux/arm/v4", "windows/arm", "linux/arm64/v8.6", "linux/arm64/v9.1"]),
+    "linux/arm64/v8.1": (["linux/arm", "linux/arm/v8", "linux/arm64", "linux/arm64/v8", "linux/arm64/v8.1"],
+                         ["linux/arm/v9", "linux/arm64/v9", "linux/arm64/v8.2"]),
+    "linux/arm64": (["linux/arm", "linux/arm/v5", "linux/arm/v8", "linux/arm64", "linux/arm64/v8"],
+                    ["linux/amd64", "linux/arm/v4", "linux/arm/v9", "linux/arm64/v9", "linux/arm64/v8.1"]),
+    "linux/arm/v8": (["linux/arm", "linux/arm/v5", "linux/arm/v6", "linux/arm/v7", "linux/arm/v8"],
+                     ["linux/arm/v4", "linux/arm64"]),
+    "linux/arm/v6": (["linux/arm/v5", "linux/arm/v6"], ["linux/arm", "linux/arm/v7", "linux/arm64"]),
+    "linux/armel": (["linux/arm/v5", "linux/arm/v6"], ["linux/arm", "linux/arm/v7"]),
+    "linux/amd64/v2": (["linux/amd64", "linux/amd64/v1", "linux/amd64/v2", "linux/386"],
+                       ["linux/amd64/v3", "linux/arm64"]),
+}
+
+
+@pytest.mark.parametrize("wanted", sorted(ONLY))
+def test_platform_matching_is_containerds(plugins, wanted):
+    accepted, refused = ONLY[wanted]
+    manifest = plugins.parse_manifest(mt.OCI_INDEX, index([("linux", "amd64")]))
+    for text in accepted:
+        assert manifest.match_rank(Platform.parse(text), Platform.parse(wanted)) is not None, text
+    for text in refused:
+        assert manifest.match_rank(Platform.parse(text), Platform.parse(wanted)) is None, text
+
+
+def test_host_platform_of_32_bit_arm_machines():
+    from contentstore.model.platform import _machine_platform
+    assert Platform.normalized("linux", *_machine_platform("armv6l")) == Platform.parse("linux/arm/v6")
+    assert Platform.normalized("linux", *_machine_platform("armv5tel")) == Platform.parse("linux/arm/v5")
+    assert Platform.normalized("linux", *_machine_platform("armv7l")) == Platform.parse("linux/arm/v7")
+    assert Platform.normalized("linux", *_machine_platform("aarch64")) == Platform.parse("linux/arm64/v8")
 
 
 def test_no_matching_platform_lists_what_is_offered(plugins):
@@ -124,6 +174,15 @@ def test_platform_parsing_and_normalization():
     assert str(Platform.parse("Linux/x86_64")) == "linux/amd64"
     assert str(Platform.parse("linux/armhf")) == "linux/arm/v7"
     assert str(Platform.parse("linux/arm")) == "linux/arm/v7"
+    # containerd's normalizeArch: the alias fixes the variant, v8.0/v9.0 are v8/v9
+    assert str(Platform.parse("linux/armel")) == "linux/arm/v6"
+    assert str(Platform.parse("linux/armel/v7")) == "linux/arm/v6"
+    assert str(Platform.parse("linux/armhf/v6")) == "linux/arm/v7"
+    assert str(Platform.parse("linux/i386/v2")) == "linux/386"
+    assert Platform.parse("linux/arm64/v8.0") == Platform.parse("linux/arm64")
+    assert Platform.parse("linux/arm64/v9.0") == Platform.parse("linux/arm64/9") == Platform.parse("linux/arm64/v9")
+    assert str(Platform.parse("linux/arm64/v8.2")) == "linux/arm64/v8.2"
+    assert Platform.from_json({"os": "linux", "architecture": "arm64", "variant": "v8.0"}) == Platform.parse("linux/arm64")
     for bad in ("linux", "linux/", "/amd64", "a/b/c/d", ""):
         with pytest.raises(ValueError):
             Platform.parse(bad)

@@ -29,6 +29,22 @@ def test_docker_normalization(text, registry, repository, tag, digest):
     assert (ref.registry, ref.repository, ref.tag, ref.digest) == (registry, repository, tag, digest)
 
 
+def test_length_limit_is_on_the_repository_path():
+    """distribution/reference: 255 characters of path, the domain not counted."""
+    domain = "registry." + "x" * 60 + ".example.com:5000"
+    path = "team/" + "a" * 250
+    assert len(path) == 255
+    assert Reference.parse(f"{domain}/{path}:1").repository == path
+    with pytest.raises(InvalidReference, match="255"):
+        Reference.parse(f"{domain}/{path}b:1")
+    # Docker Hub's official images count their implied library/ prefix
+    assert Reference.parse("a" * 247).repository == "library/" + "a" * 247
+    with pytest.raises(InvalidReference, match="255"):
+        Reference.parse("a" * 248)
+    # tag and digest are not part of the name
+    assert Reference.parse(f"{path}:{'t' * 128}@sha256:{HEX}").repository == path
+
+
 def test_str_and_familiar_name():
     assert str(Reference.parse("alpine")) == "docker.io/library/alpine:latest"
     assert Reference.parse("alpine").familiar_name == "alpine"

@@ -27,8 +27,7 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from contentstore.errors import (
     ArchiveError,

@@ -19,8 +19,8 @@ from typing import BinaryIO
 
 import zstandard
 
-from contentstore.model.digest import Digest, from_hasher
 from contentstore.errors import InvalidManifest, VerificationError
+from contentstore.model.digest import Digest, from_hasher
 from contentstore.model.limits import CHUNK_SIZE
 
 #: Compressed bytes read at a time by :class:`GzipReader`. Small, because zlib hands

@@ -31,8 +31,16 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, NamedTuple
 
 from contentstore.errors import BlobNotFound, CorruptBlob, DigestMismatch, IngestLocked, SizeMismatch
-from contentstore.local.fsutil import (FileLock, StrayFile, atomic_file, atomic_write, fsync_dir, remove_files,
-                                       write_error, writing)
+from contentstore.local.fsutil import (
+    FileLock,
+    StrayFile,
+    atomic_file,
+    atomic_write,
+    fsync_dir,
+    remove_files,
+    write_error,
+    writing,
+)
 from contentstore.model import digest as digests
 from contentstore.model.digest import Digest
 from contentstore.model.limits import CHUNK_SIZE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform as _host
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -10,32 +11,28 @@ from contentstore.errors import InvalidPlatform
 
 _OS_ALIASES = {"macos": "darwin"}
 
-# architecture -> (normalized architecture, default variant)
-_ARCH_ALIASES = {
-    "i386": ("386", None),
-    "i686": ("386", None),
-    "x86_64": ("amd64", None),
-    "x86-64": ("amd64", None),
-    "aarch64": ("arm64", None),
-    "armhf": ("arm", "v7"),
-    "armel": ("arm", "v6"),
+_ARCH_ALIASES = {"i386": "386", "i686": "386", "x86_64": "amd64", "x86-64": "amd64",
+                 "aarch64": "arm64", "armhf": "arm", "armel": "arm"}
+# Aliases that also fix the variant, whatever variant is given (containerd's
+# normalizeArch): ``armel`` is always arm/v6, ``armhf`` arm/v7.
+_ALIAS_VARIANTS = {"i386": None, "i686": None, "armhf": "v7", "armel": "v6"}
+# (architecture, variant as written) -> normalized variant, as containerd's normalizeArch;
+# arm64 keeps ``v8`` where containerd writes "" (the same platform).
+_VARIANTS = {
+    ("amd64", "v1"): None,
+    ("arm", None): "v7", ("arm", "7"): "v7", ("arm", "5"): "v5", ("arm", "6"): "v6", ("arm", "8"): "v8",
+    ("arm64", None): "v8", ("arm64", "8"): "v8", ("arm64", "v8.0"): "v8",
+    ("arm64", "9"): "v9", ("arm64", "9.0"): "v9", ("arm64", "v9.0"): "v9",
 }
 
 
 def _normalize_arch(arch: str, variant: str | None) -> tuple[str, str | None]:
     arch = arch.lower()
     variant = variant.lower() if variant else None
-    arch, default_variant = _ARCH_ALIASES.get(arch, (arch, None))
-    if arch == "arm":
-        variant = {None: "v7", "7": "v7", "6": "v6", "5": "v5", "8": "v8"}.get(variant, variant)
-    elif arch == "arm64":
-        # arm64 without a variant is arm64/v8: the two are the same platform.
-        variant = {None: "v8", "8": "v8"}.get(variant, variant)
-    elif arch == "amd64":
-        variant = None if variant == "v1" else variant
-    if variant is None:
-        variant = default_variant
-    return arch, variant
+    if arch in _ALIAS_VARIANTS:
+        variant = _ALIAS_VARIANTS[arch]
+    arch = _ARCH_ALIASES.get(arch, arch)
+    return arch, _VARIANTS.get((arch, variant), variant)
 
 
 @dataclass(frozen=True)
@@ -74,12 +71,7 @@ class Platform:
     def host(cls) -> "Platform":
         """The platform this process runs on (Linux containers for a macOS host too)."""
         os_name = "linux" if sys.platform.startswith(("linux", "darwin")) else sys.platform
-        machine = _host.machine() or "amd64"
-        variant = None
-        if machine.startswith("armv"):
-            variant, machine = machine[3:5], "arm"
-            variant = f"v{variant[-1]}" if variant[-1].isdigit() else None
-        return cls.normalized(os_name, machine, variant)
+        return cls.normalized(os_name, *_machine_platform(_host.machine()))
 
     def to_json(self) -> dict:
         data = {"architecture": self.architecture, "os": self.os}
@@ -93,3 +85,12 @@ class Platform:
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+def _machine_platform(machine: str) -> tuple[str, str | None]:
+    """``uname -m`` -> (architecture, variant): ``armv6l`` is arm/v6, ``armv5tel``
+    arm/v5, ``armv8l`` (32-bit on a 64-bit CPU) arm/v8, as containerd's cpuinfo reads them."""
+    match = re.fullmatch(r"armv(\d+)\D*", machine.lower())
+    if match:
+        return "arm", f"v{match.group(1)}"
+    return machine or "amd64", None

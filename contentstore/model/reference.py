@@ -17,6 +17,8 @@ DEFAULT_REGISTRY = "docker.io"
 LEGACY_DEFAULT_REGISTRY = "index.docker.io"
 OFFICIAL_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
+#: The longest repository path (the name without its domain: ``library/alpine``), as
+#: distribution/reference's RepositoryNameTotalLengthMax.
 NAME_TOTAL_LENGTH_MAX = 255
 
 _ALNUM = r"[a-z0-9]+"
@@ -86,13 +88,12 @@ class Reference:
         match = _REFERENCE.fullmatch(f"{registry}/{remainder}")
         if not match:
             raise InvalidReference(f"invalid reference format: {text!r}")
-        name = match["name"]
-        if len(name) > NAME_TOTAL_LENGTH_MAX:
+        repository = match["name"][len(registry) + 1 :]
+        if len(repository) > NAME_TOTAL_LENGTH_MAX:
             raise InvalidReference(
                 f"invalid reference format: repository name must not be more than "
                 f"{NAME_TOTAL_LENGTH_MAX} characters: {text!r}"
             )
-        repository = name[len(registry) + 1 :]
         digest = None
         if match["digest"]:
             try:

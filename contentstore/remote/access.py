@@ -27,7 +27,8 @@ class RegistryAccess:
     progress: ProgressCallback = quiet
 
     def __post_init__(self) -> None:
-        self.connect = fallback.client_factory(self.plugins, lambda endpoint: self.credentials.get(endpoint.host))
+        self.connect = fallback.client_factory(self.plugins, lambda endpoint: self.credentials.get(endpoint.host),
+                                               self.config)
 
     def endpoints(self, reference: Reference, mirrors: bool = True) -> list[Endpoint]:
         return fallback.endpoints(reference, self.config, self.plugins, mirrors=mirrors)

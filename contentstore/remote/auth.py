@@ -4,20 +4,33 @@ The registry's answer to ``GET /v2/`` (or to any request) says how to authentica
 Bearer, a token is fetched from the realm for each scope (anonymously, with a username
 and password, or with an identity token as an OAuth2 refresh token) and cached until it
 expires or the registry refuses it.
+
+The realm is whatever URL the registry names, on any host. Credentials go to a realm on
+plain ``http://`` only when its host is loopback or marked ``insecure`` (the client
+says which); otherwise the token is not asked for and the error says why. The
+refresh-token ``POST`` follows no redirect (a 307 would repeat the token elsewhere);
+the ``GET`` with a password follows them, and requests drops the password on a redirect
+to another host or scheme. A token answer is read under the request deadline and
+refused past :data:`TOKEN_ANSWER_LIMIT` bytes.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
+from urllib.parse import urlsplit
 
 import requests
 
+from contentstore.config import Config, redact_userinfo
 from contentstore.errors import RegistryError, Unauthorized
 from contentstore.remote.credentials import Credentials
-from contentstore.remote.transport import TIMEOUT, error_codes, unreachable
+from contentstore.remote.transport import TIMEOUT, Deadline, error_codes, read_body, unreachable
 
 _PARAM = re.compile(r'([\w.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s"]*))')
 _CHALLENGE = re.compile(
@@ -29,6 +42,19 @@ EXPIRY_MARGIN = 10
 #: As Docker: a token said to live less than this is taken to live this long.
 MINIMUM_TOKEN_LIFETIME = 60
 CLIENT_ID = "contentstore"
+#: A token answer (JSON with a JWT or two) bigger than this is refused.
+TOKEN_ANSWER_LIMIT = 1 << 20
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1 (a host name, without port or brackets). Names
+    are not resolved: a name that maps to 127.0.0.1 is not loopback here."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -60,10 +86,19 @@ def scope_for(repository: str, actions: str = "pull") -> str:
 class Authenticator:
     """Authorization headers for one registry endpoint, by scope."""
 
-    def __init__(self, registry: str, session: requests.Session, credentials: Credentials | None):
+    def __init__(self, registry: str, session: requests.Session, credentials: Credentials | None,
+                 plain_http_allowed: Callable[[str], bool] | None = None,
+                 deadline: float = Config.request_deadline):
+        """
+        :param plain_http_allowed: ``(host[:port]) -> bool``: may credentials go to this
+            host over plain HTTP? By default only to loopback addresses.
+        :param deadline: seconds a token request may take in all.
+        """
         self.registry = registry
         self.session = session
         self.credentials = credentials
+        self.plain_http_allowed = plain_http_allowed or (lambda host: is_loopback(urlsplit(f"//{host}").hostname or host))
+        self.deadline = deadline
         self.challenge: Challenge | None = None
         self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
@@ -107,30 +142,60 @@ class Authenticator:
         service = challenge.params.get("service", "")
         scopes = sorted(set(scope.split()) | set(challenge.params.get("scope", "").split()))
         creds = self.credentials
-        what = f"token from {realm}"
+        shown = redact_userinfo(realm)
+        what = f"token from {shown}"
+        if creds and (creds.username or creds.identity_token):
+            self._check_realm_for_credentials(realm, shown)
+        with Deadline(self.deadline, what):
+            return self._request_token(realm, what, service, scopes, creds)
+
+    def _check_realm_for_credentials(self, realm: str, shown: str) -> None:
+        parts = urlsplit(realm)
+        if parts.scheme != "http" or self.plain_http_allowed(parts.netloc):
+            return
+        raise Unauthorized(
+            f"unauthorized: {self.registry}: credentials not sent to the token realm {shown}: it is "
+            f"plain HTTP to {parts.netloc}, which is neither loopback nor marked insecure "
+            f'(insecure = true under [registry."{parts.netloc}"] allows it)', url=shown)
+
+    def _request_token(self, realm: str, what: str, service: str, scopes: list[str],
+                       creds: Credentials | None) -> tuple[str, float]:
         try:
             if creds and creds.identity_token:
-                response = self.session.post(realm, timeout=TIMEOUT, data={
+                # No redirect: a 307 would post the refresh token to wherever it points.
+                response = self.session.post(realm, timeout=TIMEOUT, stream=True, allow_redirects=False, data={
                     "grant_type": "refresh_token", "refresh_token": creds.identity_token,
                     "service": service, "scope": " ".join(scopes), "client_id": CLIENT_ID,
                 })
             else:
                 auth = (creds.username, creds.password) if creds and creds.username else None
-                response = self.session.get(realm, timeout=TIMEOUT, auth=auth,
+                response = self.session.get(realm, timeout=TIMEOUT, auth=auth, stream=True,
                                             params=[("service", service)] + [("scope", s) for s in scopes])
         except requests.RequestException as exc:
             raise unreachable(exc, what) from None
+        with response:
+            return self._token_from(response, what, redact_userinfo(realm), creds)
+
+    def _token_from(self, response: requests.Response, what: str, realm: str,
+                    creds: Credentials | None) -> tuple[str, float]:
         if response.status_code in (401, 403):
             _, message = error_codes(response)
             reason = "incorrect username or password" if creds else "authentication required"
             raise Unauthorized(f"unauthorized: {self.registry}: {reason}"
                                + (f" ({message})" if message else ""), status=response.status_code,
                                url=realm)
-        if response.status_code >= 400:
-            raise RegistryError(f"{what}: {response.status_code} {response.reason}",
+        if response.status_code >= 300:
+            kind = "redirect, not followed with a refresh token" if response.status_code < 400 else response.reason
+            raise RegistryError(f"{what}: {response.status_code} {kind}",
                                 status=response.status_code, url=realm)
         try:
-            body = response.json()
+            data = read_body(response, TOKEN_ANSWER_LIMIT, lambda received: RegistryError(
+                f"{what}: the answer is over the {TOKEN_ANSWER_LIMIT}-byte limit (cut off after {received} bytes)",
+                url=realm))
+        except requests.RequestException as exc:
+            raise unreachable(exc, what) from None
+        try:
+            body = json.loads(data)
             token = body.get("token") or body.get("access_token")
         except (ValueError, AttributeError):
             token = None

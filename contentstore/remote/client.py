@@ -4,6 +4,12 @@ It knows URLs, authentication and status codes, and nothing about formats: manif
 come back as raw bytes with the media type the registry gave. It calls no plugin: it is
 handed the ``Accept`` header to send for manifests and, optionally, a function that
 explains a failed ping (the ``v1`` policy's "this is a v1 registry").
+
+It bounds what a registry can make it wait for and read: pings, manifests, tags and
+tokens run under the configured request deadline, a blob request until its headers;
+a blob body is held to the minimum transfer rate (see :mod:`.transport`). Manifests are
+refused past 4 MiB as they arrive, decoded; blobs are asked for and accepted only as
+their own bytes (no ``Content-Encoding``), so their size is counted exactly.
 """
 
 from __future__ import annotations
@@ -14,16 +20,28 @@ from typing import Callable
 from urllib.parse import urljoin, urlsplit
 
 import requests
-import urllib3
 
+from contentstore.config import Config
 from contentstore.errors import ManifestTooLarge, NotV2Registry, RegistryError, Unauthorized
 from contentstore.model.digest import Digest
 from contentstore.model.endpoint import Endpoint
-from contentstore.model.limits import CHUNK_SIZE
 from contentstore.model.manifest import MAX_MANIFEST_SIZE
-from contentstore.remote.auth import Authenticator, scope_for
+from contentstore.remote.auth import Authenticator, is_loopback, scope_for
 from contentstore.remote.credentials import Credentials
-from contentstore.remote.transport import TIMEOUT, make_session, raise_for_status, unreachable
+from contentstore.remote.transport import (
+    TIMEOUT,
+    Deadline,
+    MinimumRate,
+    iter_body,
+    make_session,
+    raise_for_status,
+    read_body,
+    unreachable,
+)
+
+# iter_body moved to .transport (the token answer reads through it too); kept here for
+# the code that reads blob bodies through the client module.
+__all__ = ["FetchedManifest", "PingExplainer", "RegistryClient", "iter_body"]
 
 PING_RETRIES = 1
 
@@ -47,6 +65,9 @@ class RegistryClient:
 
     :param accept: the ``Accept`` header for manifests (what the format plugins read).
     :param explain_ping_failure: asked when ``/v2/`` does not answer as a v2 registry.
+    :param config: the request deadline, the minimum transfer rate, and which hosts are
+        marked ``insecure`` (a token realm on plain HTTP gets credentials only from
+        those and loopback); the defaults when not given.
     :ivar pinged: the ``/v2/`` ping succeeded.
     :ivar confirmed_v2: the ping's answer carried the v2 API version header.
     :ivar ping_explained: the ping failed and ``explain_ping_failure`` said why: the
@@ -55,12 +76,15 @@ class RegistryClient:
 
     def __init__(self, endpoint: Endpoint, credentials: Credentials | None, accept: str,
                  explain_ping_failure: PingExplainer | None = None,
-                 session: requests.Session | None = None):
+                 session: requests.Session | None = None, config: Config | None = None):
         self.endpoint = endpoint
         self.accept = accept
         self.explain_ping_failure = explain_ping_failure
+        self.config = config if config is not None else Config()
         self.session = session or make_session(verify_tls=endpoint.verify_tls)
-        self.auth = Authenticator(endpoint.registry, self.session, credentials)
+        self.auth = Authenticator(endpoint.registry, self.session, credentials,
+                                  plain_http_allowed=self.plain_http_allowed,
+                                  deadline=self.config.request_deadline)
         self.confirmed_v2 = False
         self.pinged = False
         self.ping_explained = False
@@ -71,15 +95,39 @@ class RegistryClient:
     def close(self) -> None:
         self.session.close()
 
+    def deadline(self, what: str) -> Deadline:
+        """The configured overall deadline for one request (see :class:`Deadline`)."""
+        return Deadline(self.config.request_deadline, what)
+
+    def transfer_rate(self, what: str) -> MinimumRate | None:
+        """The configured minimum rate for a blob body, or ``None`` when disabled."""
+        if self.config.min_transfer_rate <= 0:
+            return None
+        return MinimumRate(self.config.min_transfer_rate, self.config.transfer_rate_window, what)
+
+    def plain_http_allowed(self, host: str) -> bool:
+        """Whether credentials may go to ``host`` (``name[:port]``) over plain HTTP: a
+        loopback address, a host marked ``insecure``, or this endpoint's own host when
+        the endpoint itself is plain HTTP (which only those, or a mirror configured as
+        http://, are)."""
+        hostname = urlsplit(f"//{host}").hostname or host
+        return (is_loopback(hostname) or self.config.registry(host).insecure
+                or self.config.registry(hostname).insecure
+                or (host.lower() == self.endpoint.host.lower() and self.endpoint.scheme == "http"))
+
     # -- requests ------------------------------------------------------------------------
 
     def ping(self) -> None:
         """``GET /v2/``: learn how to authenticate, and that this is a v2 registry."""
         what = f"{self.endpoint.url}/v2/"
+        with self.deadline(f"{self.endpoint.registry}: ping of {what}"):
+            self._ping(what)
+
+    def _ping(self, what: str) -> None:
         try:
             # Few retries: an endpoint that is down is soon passed over for the next.
             with make_session(verify_tls=self.endpoint.verify_tls, retries=PING_RETRIES) as session:
-                response = session.get(self.url("/v2/"), timeout=TIMEOUT)
+                response = session.get(self.url("/v2/"), timeout=TIMEOUT, stream=True)
         except requests.RequestException as exc:
             raise unreachable(exc, self.endpoint.registry) from None
         with response:
@@ -101,7 +149,8 @@ class RegistryClient:
                 f"{response.status_code} {response.reason})", status=response.status_code, url=what)
 
     def request(self, method: str, path: str, scope: str, what: str, headers: dict | None = None,
-                stream: bool = False, expect: tuple[int, ...] = (200,), data=None) -> requests.Response:
+                stream: bool = False, expect: tuple[int, ...] = (200,), data=None,
+                timeout=TIMEOUT) -> requests.Response:
         """Send an authenticated request; on 401 learn the challenge and retry once.
 
         :param path: a path on the endpoint, or an absolute URL (an upload ``Location``);
@@ -120,7 +169,7 @@ class RegistryClient:
                 data.seek(start)
             try:
                 response = self.session.request(method, url, headers=headers, data=data,
-                                                stream=stream, timeout=TIMEOUT)
+                                                stream=stream, timeout=timeout)
             except requests.RequestException as exc:
                 raise unreachable(exc, what) from None
             if response.status_code == 401 and attempt == 1 and own_host:
@@ -140,11 +189,10 @@ class RegistryClient:
 
     def head_manifest(self, repository: str, reference: str) -> tuple[str | None, str | None]:
         """The digest and media type of a manifest, from a ``HEAD`` (no body fetched)."""
-        response = self.request(
-            "HEAD", f"/v2/{repository}/manifests/{reference}", scope_for(repository),
-            f"{self.endpoint.registry}/{repository}:{reference}",
-            headers={"Accept": self.accept},
-        )
+        what = f"{self.endpoint.registry}/{repository}:{reference}"
+        with self.deadline(what):
+            response = self.request("HEAD", f"/v2/{repository}/manifests/{reference}", scope_for(repository),
+                                    what, headers={"Accept": self.accept})
         with response:
             digest = response.headers.get("Docker-Content-Digest")
             media_type = _media_type(response)
@@ -153,34 +201,57 @@ class RegistryClient:
     def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
         separator = "@" if reference.startswith(("sha256:", "sha512:")) else ":"
         what = f"{self.endpoint.registry}/{repository}{separator}{reference}"
-        response = self.request(
-            "GET", f"/v2/{repository}/manifests/{reference}", scope_for(repository), what,
-            headers={"Accept": self.accept}, stream=True,
-        )
-        with response:
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > MAX_MANIFEST_SIZE:
-                raise ManifestTooLarge(f"{what}: manifest of {length} bytes is over the "
-                                       f"{MAX_MANIFEST_SIZE}-byte limit")
-            data = bytearray()
-            try:
-                for chunk in response.iter_content(65536):
-                    data += chunk
-                    if len(data) > MAX_MANIFEST_SIZE:
-                        raise ManifestTooLarge(f"{what}: manifest is over the {MAX_MANIFEST_SIZE}-byte limit")
-            except requests.RequestException as exc:
-                raise unreachable(exc, what) from None
-            return FetchedManifest(bytes(data), _media_type(response),
-                                   response.headers.get("Docker-Content-Digest"))
+        with self.deadline(what):
+            response = self.request(
+                "GET", f"/v2/{repository}/manifests/{reference}", scope_for(repository), what,
+                headers={"Accept": self.accept}, stream=True,
+            )
+            with response:
+                length = response.headers.get("Content-Length")
+                if length and length.isdigit() and int(length) > MAX_MANIFEST_SIZE:
+                    raise ManifestTooLarge(f"{what}: manifest of {length} bytes is over the "
+                                           f"{MAX_MANIFEST_SIZE}-byte limit")
+                try:
+                    # The limit is on the decoded bytes: a gzip Content-Encoding expands.
+                    data = read_body(response, MAX_MANIFEST_SIZE, lambda received: ManifestTooLarge(
+                        f"{what}: manifest is over the {MAX_MANIFEST_SIZE}-byte limit (cut off after "
+                        f"{received} bytes)"))
+                except requests.RequestException as exc:
+                    raise unreachable(exc, what) from None
+                return FetchedManifest(data, _media_type(response), response.headers.get("Docker-Content-Digest"))
 
     def open_blob(self, repository: str, digest: Digest, offset: int = 0) -> requests.Response:
-        """A streaming response for a blob, from ``offset`` (200 or 206; caller checks)."""
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        return self.request(
-            "GET", f"/v2/{repository}/blobs/{digest}", scope_for(repository),
-            f"{self.endpoint.registry}/{repository}@{digest}", headers=headers, stream=True,
-            expect=(200, 206),
-        )
+        """A streaming response for a blob, from ``offset`` (200 or 206; caller checks).
+
+        The request deadline runs until the headers; the body is the caller's, under
+        :meth:`transfer_rate`, whose window is also the read timeout. The blob is asked
+        for as its own bytes (``Accept-Encoding: identity``); an answer with another
+        ``Content-Encoding`` is refused, since its bytes could expand without limit and
+        its ranges would not be the blob's.
+        """
+        what = f"{self.endpoint.registry}/{repository}@{digest}"
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        timeout = TIMEOUT
+        if self.config.min_transfer_rate > 0:
+            timeout = (TIMEOUT[0], min(TIMEOUT[1], self.config.transfer_rate_window))
+        response = None
+        try:
+            with self.deadline(what):
+                response = self.request("GET", f"/v2/{repository}/blobs/{digest}", scope_for(repository),
+                                        what, headers=headers, stream=True, expect=(200, 206), timeout=timeout)
+        except BaseException:
+            if response is not None:  # it came, but after the deadline
+                response.close()
+            raise
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            response.close()
+            raise RegistryError(f"{what}: {self.endpoint.url} sent the blob with Content-Encoding "
+                                f"{encoding!r} although asked for its own bytes; refused",
+                                status=response.status_code, url=response.url)
+        return response
 
     def tags(self, repository: str) -> list[str]:
         """Every tag of ``repository``, following ``Link`` pagination."""
@@ -192,8 +263,9 @@ class RegistryClient:
                 raise RegistryError(f"{self.endpoint.registry}/{repository}: the tag list's pages loop "
                                     f"({path} again)")
             read.add(path)
-            response = self.request("GET", path, scope_for(repository),
-                                    f"{self.endpoint.registry}/{repository} tags")
+            what = f"{self.endpoint.registry}/{repository} tags"
+            with self.deadline(what):
+                response = self.request("GET", path, scope_for(repository), what)
             with response:
                 try:
                     tags += response.json().get("tags") or []
@@ -280,22 +352,3 @@ def _range_end(value: str | None) -> int:
 def _media_type(response: requests.Response) -> str | None:
     content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
     return None if content_type in GENERIC_CONTENT_TYPES else content_type
-
-
-def iter_body(response: requests.Response):
-    """The body of a streaming response, in chunks of up to 1 MiB.
-
-    Each chunk is what arrived (``read1``), so when a connection breaks every byte that
-    came before the break has been handed over, and a resume starts right after it.
-    """
-    raw = response.raw
-    while True:
-        try:
-            chunk = raw.read1(CHUNK_SIZE, decode_content=True)
-        except urllib3.exceptions.HTTPError as exc:
-            raise requests.exceptions.ChunkedEncodingError(exc) from None
-        except OSError as exc:
-            raise requests.exceptions.ConnectionError(exc) from None
-        if not chunk:
-            return
-        yield chunk

@@ -8,6 +8,12 @@ after a resumed download, where the blob is fetched once more from the start.
 
 With a compression given, the diffID is computed from the same stream as it arrives; a
 resumed download computes it from the stored blob instead.
+
+A registry cannot send more than the descriptor says: a ``Content-Length`` past it is
+refused before any byte is read, and the bytes are counted as they arrive, so the
+chunk that would pass the size is never written; the connection is closed, the ingest
+dropped, and :class:`SizeMismatch` names the blob and the endpoint. A body slower than
+the client's minimum transfer rate is cut and resumed like a broken one.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 
 import requests
 
-from contentstore.errors import Cancelled, DigestMismatch, RegistryUnreachable
+from contentstore.errors import Cancelled, DigestMismatch, RegistryUnreachable, SizeMismatch
 from contentstore.image.compression import DiffIDHasher, diff_id_of
 from contentstore.local.content import BlobInfo
 from contentstore.local.interfaces import BlobStore
@@ -26,8 +32,8 @@ from contentstore.local.metadata import Metadata
 from contentstore.model.digest import Digest
 from contentstore.model.manifest import Descriptor
 from contentstore.progress import ProgressEvent
-from contentstore.remote.client import RegistryClient, iter_body
-from contentstore.remote.transport import ATTEMPTS, Backoff
+from contentstore.remote.client import RegistryClient
+from contentstore.remote.transport import ATTEMPTS, Backoff, iter_body
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +85,14 @@ def download(client: RegistryClient, repository: str, blobs: BlobStore, metadata
                         writer.truncate()
                         resumed_from = 0
                         hasher = DiffIDHasher(compression) if compression else None
+                    remaining = None if size is None else size - writer.offset
+                    too_much = _too_much(client, descriptor, writer.offset)
+                    length = response.headers.get("Content-Length", "")
+                    if remaining is not None and length.isdigit() and int(length) > remaining:
+                        raise too_much(int(length))
+                    rate = client.transfer_rate(f"{client.endpoint.url}: blob {descriptor.digest}")
                     reported = -PROGRESS_STEP
-                    for chunk in iter_body(response):
+                    for chunk in iter_body(response, remaining, too_much, rate):
                         if cancel is not None and cancel.is_set():
                             raise _cancelled(descriptor)
                         writer.write(chunk)
@@ -91,6 +103,9 @@ def download(client: RegistryClient, repository: str, blobs: BlobStore, metadata
                             emit(ProgressEvent(layer_id, "Downloading", writer.offset, size))
                 emit(ProgressEvent(layer_id, "Verifying Checksum"))
                 blob = writer.commit()
+            except SizeMismatch:
+                writer.abort()  # these bytes came from a registry that lies about this blob
+                raise
             except DigestMismatch as exc:
                 if not resumed_from:
                     raise DigestMismatch(exc.expected, exc.actual, f"blob {descriptor.digest}") from None
@@ -106,6 +121,16 @@ def download(client: RegistryClient, repository: str, blobs: BlobStore, metadata
         emit(ProgressEvent(layer_id, "Download complete"))
         diff_id = hasher.digest() if hasher else _diff_id_from_store(blobs, metadata, blob.digest, compression)
         return Downloaded(blob, diff_id, True)
+
+
+def _too_much(client: RegistryClient, descriptor: Descriptor, offset: int):
+    """The error for a registry that sends more than the blob's size, given how many
+    bytes of this answer came (or its ``Content-Length`` said would)."""
+    def refuse(received: int) -> SizeMismatch:
+        return SizeMismatch(descriptor.size, offset + received,
+                            f"blob {descriptor.digest} from {client.endpoint.url} (cut off past the "
+                            f"descriptor's size)")
+    return refuse
 
 
 def _cancelled(descriptor: Descriptor) -> Cancelled:

@@ -43,17 +43,17 @@ def endpoints(reference: Reference, config: Config, plugins: Plugins, mirrors: b
     return result
 
 
-def client_factory(plugins: Plugins, credentials_for: Callable[[Endpoint], Credentials | None]
-                   ) -> Callable[[Endpoint], RegistryClient]:
-    """Make clients that send the Accept header the format plugins build and ask the
-    policy plugins to explain a failed ping."""
+def client_factory(plugins: Plugins, credentials_for: Callable[[Endpoint], Credentials | None],
+                   config: Config | None = None) -> Callable[[Endpoint], RegistryClient]:
+    """Make clients that send the Accept header the format plugins build, ask the policy
+    plugins to explain a failed ping, and keep the deadlines and rates of ``config``."""
     accept = plugins.accept_header()
 
     def explain(endpoint, response, session):
         return plugins.explain_ping_failure(endpoint=endpoint, response=response, session=session)
 
     def connect(endpoint: Endpoint) -> RegistryClient:
-        return RegistryClient(endpoint, credentials_for(endpoint), accept, explain)
+        return RegistryClient(endpoint, credentials_for(endpoint), accept, explain, config=config)
 
     return connect
 

@@ -30,7 +30,7 @@ def check(registry: str, username: str, password: str, config: Config, plugins: 
     probe = Reference(registry, "library/login-check" if registry == DEFAULT_REGISTRY else "login-check")
     credentials = Credentials(username, password)
     candidates = fallback.endpoints(probe, config, plugins, mirrors=False)
-    fallback.on_each_endpoint(candidates, fallback.client_factory(plugins, lambda endpoint: credentials),
+    fallback.on_each_endpoint(candidates, fallback.client_factory(plugins, lambda endpoint: credentials, config),
                               lambda client: _authenticate(client, credentials))
 
 

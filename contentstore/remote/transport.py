@@ -1,4 +1,14 @@
-"""HTTP transport to registries: pooled sessions, timeouts, retries, backoff, error mapping.
+"""HTTP transport to registries: pooled sessions, timeouts, deadlines, retries, backoff,
+bounded bodies, error mapping.
+
+Three limits on time, so that no registry keeps an operation silent for long:
+
+- every read waits at most the read timeout (:data:`TIMEOUT`);
+- a request run under a :class:`Deadline` (pings, manifests, tokens, tag lists, and a
+  blob request until its headers) ends when the deadline passes, retries and body
+  included: the deadline's timer cuts the request's connections, so a registry that
+  sends one byte at a time, or gzip members that decode to nothing, is stopped too;
+- a blob body is held to a :class:`MinimumRate`.
 
 Two kinds of retry live here, with one pacing:
 
@@ -13,10 +23,16 @@ Two kinds of retry live here, with one pacing:
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
+from typing import Callable, Iterator
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from contentstore.errors import (
@@ -27,6 +43,7 @@ from contentstore.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from contentstore.model.limits import CHUNK_SIZE
 from contentstore.version import __version__
 
 USER_AGENT = f"contentstore/{__version__} python-requests/{requests.__version__}"
@@ -43,10 +60,259 @@ BACKOFF_FACTOR = 0.5
 BACKOFF_MAX = 30
 
 
+#: At most this much of an error answer's body is read (for its OCI error codes).
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+# -- deadlines ---------------------------------------------------------------------------------
+
+_active = threading.local()
+
+
+def _deadlines() -> list["Deadline"]:
+    stack = getattr(_active, "deadlines", None)
+    if stack is None:
+        stack = _active.deadlines = []
+    return stack
+
+
+class _Expired(Exception):
+    """Raised inside urllib3 once a deadline has passed. Not an ``OSError``, so neither
+    urllib3 nor requests retries or wraps it: it ends the request at once, and
+    :class:`Deadline` turns it into its error."""
+
+
+class Deadline:
+    """An overall wall-clock limit on what runs in its ``with`` block in this thread:
+    the requests sent (their retries, redirects and bodies included).
+
+    When it passes, the connections those requests use are shut down, whatever they
+    are waiting for; a retry that would start after it, or a ``Retry-After`` that would
+    sleep past it, is not waited for. Leaving the block after the deadline passed, with
+    a transport error or with none (a body cut short can look whole), raises
+    :class:`RegistryUnreachable` saying so. Deadlines nest: an inner one (a token
+    fetched for a manifest request) is bounded by the outer too, whose error then says
+    what it was waiting for.
+    """
+
+    def __init__(self, seconds: float, what: str):
+        self.seconds = seconds
+        self.what = what
+        self.expires = time.monotonic() + seconds
+        self.expired = False
+        self.reason = ""
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._done = False
+        self._timer = threading.Timer(max(0.0, seconds), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "Deadline":
+        self._stack = _deadlines()
+        self._stack.append(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+        self._stack.remove(self)
+        if not self.expired:
+            return False  # an _Expired here is an outer deadline's: it reports it
+        # Past the deadline a transport error is the deadline's doing, and so may be a
+        # clean end: a body without a Content-Length ends where the cut came.
+        if exc is None or isinstance(exc, (_Expired, RegistryUnreachable, requests.RequestException,
+                                           urllib3.exceptions.HTTPError, OSError)):
+            raise self.error() from None
+        return False
+
+    def error(self) -> RegistryUnreachable:
+        reason = f" ({self.reason})" if self.reason else ""
+        return RegistryUnreachable(f"{self.what}: no complete answer within the {self.seconds:g} s "
+                                   f"request deadline{reason}")
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut ``sock`` down when the deadline passes (refuse it now, if it has)."""
+        with self._lock:
+            if self.expired or time.monotonic() >= self.expires:
+                self.expired = True
+                raise _Expired(self.what)
+            self._sockets.append(sock)
+
+    def allows_wait(self, seconds: float, why: str) -> bool:
+        """Whether waiting ``seconds`` still ends before the deadline; if not, it is
+        taken as passed now (nothing is gained by sleeping into it)."""
+        if time.monotonic() + seconds < self.expires:
+            return True
+        with self._lock:
+            self.expired = True
+            self.reason = why
+        return False
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            inner = self._stack[-1] if self._stack else self
+            if inner is not self and not self.reason:
+                self.reason = f"while waiting for {inner.what}"
+            for sock in self._sockets:
+                _shut_down(sock)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    try:
+        # The plain socket's shutdown, also under TLS: it wakes a reader blocked in
+        # another thread without touching the TLS object that reader is using.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _watch(connection: HTTPConnection) -> None:
+    # The socket, not the connection: http.client lets go of the connection's socket
+    # when the answer ends with the connection (no Content-Length), while the answer
+    # still reads from it.
+    if connection.sock is None:
+        return
+    for deadline in _deadlines():
+        deadline.watch(connection.sock)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def getresponse(self, *args, **kwargs):
+        _watch(self)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def getresponse(self, *args, **kwargs):
+        _watch(self)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_POOL_CLASSES = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter with connections a :class:`Deadline` can cut."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+
+    def proxy_manager_for(self, proxy, **kwargs):
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools have their own connections
+            manager.pool_classes_by_scheme = _POOL_CLASSES
+        return manager
+
+
+class _Retry(Retry):
+    """urllib3's ``Retry``, which does not sleep into a running :class:`Deadline`."""
+
+    def sleep(self, response=None) -> None:
+        try:
+            wait = self.get_retry_after(response) if response is not None and \
+                self.respect_retry_after_header else None
+        except urllib3.exceptions.InvalidHeader:
+            wait = None
+        why = f"the registry asked to retry after {wait:g} s" if wait else "retrying"
+        wait = wait if wait else self.get_backoff_time()
+        for deadline in _deadlines():
+            if not deadline.allows_wait(wait, why):
+                raise _Expired(why)
+        super().sleep(response)
+
+
+# -- rates and bounded bodies --------------------------------------------------------------------
+
+
+class MinimumRate:
+    """Ends a body that arrives slower than ``rate`` bytes a second on average over a
+    ``window`` of seconds. Checked as bytes arrive; a body that stops altogether meets
+    the read timeout, which a blob request sets to the window."""
+
+    def __init__(self, rate: float, window: float, what: str, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.window = window
+        self.what = what
+        self._clock = clock
+        self._start = clock()
+        self._count = 0
+
+    def add(self, count: int) -> None:
+        self._count += count
+        now = self._clock()
+        elapsed = now - self._start
+        if elapsed < self.window:
+            return
+        if self._count < self.rate * elapsed:
+            raise RegistryUnreachable(
+                f"{self.what}: {self._count / elapsed:.0f} bytes/s over {elapsed:.0f} s, below the "
+                f"minimum transfer rate of {self.rate:.0f} bytes/s")
+        self._start, self._count = now, 0
+
+
+def iter_body(response: requests.Response, limit: int | None = None,
+              too_much: Callable[[int], Exception] | None = None,
+              rate: MinimumRate | None = None) -> Iterator[bytes]:
+    """The body of a streaming response, in chunks of up to 1 MiB, decoded.
+
+    Each chunk is what arrived (``read1``), so when a connection breaks every byte that
+    came before the break has been handed over, and a resume starts right after it.
+
+    :param limit: the most bytes (decoded) the body may have; the chunk that passes it
+        is not handed over: ``too_much(bytes received)`` is raised instead, and the
+        caller's ``with response`` closes the connection.
+    :param rate: a minimum rate the body must keep.
+    """
+    raw = response.raw
+    received = 0
+    while True:
+        try:
+            chunk = raw.read1(CHUNK_SIZE, decode_content=True)
+        except urllib3.exceptions.HTTPError as exc:
+            raise requests.exceptions.ChunkedEncodingError(exc) from None
+        except OSError as exc:
+            raise requests.exceptions.ConnectionError(exc) from None
+        if not chunk:
+            return
+        received += len(chunk)
+        if limit is not None and received > limit:
+            raise (too_much(received) if too_much else
+                   RegistryError(f"{response.url}: answer over {limit} bytes", url=response.url))
+        if rate is not None:
+            rate.add(len(chunk))
+        yield chunk
+
+
+def read_body(response: requests.Response, limit: int, too_much: Callable[[int], Exception]) -> bytes:
+    """The whole (decoded) body of a streaming response, refused past ``limit`` bytes."""
+    data = bytearray()
+    for chunk in iter_body(response, limit, too_much):
+        data += chunk
+    return bytes(data)
+
+
+# -- sessions ------------------------------------------------------------------------------------
+
+
 def retry_policy(total: int = ATTEMPTS) -> Retry:
     """urllib3's retry policy for registry requests: idempotent methods only, on
-    connection errors, 429 and 5xx (not on TLS or other errors, which repeat themselves)."""
-    return Retry(
+    connection errors, 429 and 5xx (not on TLS or other errors, which repeat themselves);
+    no sleep runs past a :class:`Deadline`."""
+    return _Retry(
         total=total,
         connect=total,
         read=total,
@@ -104,7 +370,7 @@ class Backoff:
 
 def make_session(verify_tls: bool = True, pool_size: int = 10, retries: int = 5) -> requests.Session:
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry_policy(total=retries), pool_connections=4, pool_maxsize=pool_size)
+    adapter = _Adapter(max_retries=retry_policy(total=retries), pool_connections=4, pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
@@ -113,16 +379,25 @@ def make_session(verify_tls: bool = True, pool_size: int = 10, retries: int = 5)
 
 
 def error_codes(response: requests.Response) -> tuple[list[str], str]:
-    """The OCI error codes and the first message of an error answer (its first line:
-    the errors raised from it are one line)."""
+    """The OCI error codes and the first message of an error answer (its first line: the
+    errors raised from it are one line; at most :data:`ERROR_BODY_LIMIT` bytes are read)."""
     try:
-        body = json.loads(response.content[:65536] or b"{}")
+        body = json.loads(_error_body(response) or b"{}")
         errors = body.get("errors") or []
         codes = [str(e.get("code", "")) for e in errors if isinstance(e, dict)]
         message = next((str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")), "")
         return codes, next((line.strip() for line in message.splitlines() if line.strip()), "")
     except (ValueError, AttributeError, TypeError, requests.RequestException):
         return [], ""
+
+
+def _error_body(response: requests.Response) -> bytes:
+    data = bytearray()
+    for chunk in response.iter_content(8192):
+        data += chunk
+        if len(data) >= ERROR_BODY_LIMIT:
+            break
+    return bytes(data[:ERROR_BODY_LIMIT])
 
 
 def raise_for_status(response: requests.Response, what: str) -> None:
