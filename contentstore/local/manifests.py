@@ -142,6 +142,15 @@ class Manifests:
         self.metadata.add_referrer(*found)
         return found[0]
 
+    def index_stored(self, digest: str) -> Digest | None:
+        """:meth:`index_referrer` for a stored blob that may or may not be a manifest (an
+        import stores blobs before it knows what they are); the subject's digest, if any."""
+        found = self.stored_referrer(digest)
+        if found is None:
+            return None
+        self.metadata.add_referrer(*found)
+        return found[0]
+
     def stored_referrer(self, digest: str) -> tuple[Digest, Descriptor] | None:
         """(subject digest, referrers-list descriptor) when the stored blob ``digest`` is a
         manifest with a ``subject``; ``None`` for anything else (a layer, a config, a blob
