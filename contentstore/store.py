@@ -485,6 +485,9 @@ class Store:
             path = Path(path)
             if media_type is not None:
                 artifacts.check_media_type(media_type, f"media type of {path}")
+            if path.is_dir():
+                raise InvalidArtifact(f"{path} is a directory: an artifact's files are files")
+            path.stat()  # a missing file is an error naming it before anything is stored or asked
             specs.append((path, artifacts.safe_title(path.name), media_type))
         titles = [title for _, title, _ in specs]
         for title in titles:
@@ -536,6 +539,9 @@ class Store:
         from contentstore.image.artifacts import write_files
 
         if remote:
+            if is_valid(ref):
+                raise InvalidReference(f"{ref}: a digest alone names no registry; give NAME@{ref}, or "
+                                       f"read the store with remote=False")
             self._pull(ref, progress=progress, artifacts=True)
         entry = self.resolve(ref)
         manifest = self.manifest(self._described(entry))

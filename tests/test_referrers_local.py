@@ -1,11 +1,15 @@
 """Referrers in the local store (OCI 1.1): the subject index in metadata.db, gc keeping a
 referrer while it keeps its subject (and dropping both together), verify --repair
-rebuilding the index from the stored manifests; sizes and exports leave referrers out."""
+rebuilding the index from the stored manifests; sizes and exports leave referrers out;
+put_artifact refusing bad input before it stores anything."""
 
 import sqlite3
 import tarfile
 
+import pytest
+
 from contentstore import Store
+from contentstore.errors import BlobNotFound, InvalidArtifact, InvalidReference
 from contentstore.local.metadata import Metadata
 from contentstore.model import artifact
 from contentstore.model import digest as digests
@@ -137,3 +141,27 @@ def test_sizes_and_exports_leave_referrers_out(store, tmp_path):
         names = {name for name in tar.getnames() if name.startswith("blobs/sha256/")}
     assert digests.of_bytes(b"x" * 10_000).replace(":", "/") not in {n[len("blobs/"):] for n in names}
     assert len(names) == 3  # manifest, config, layer
+
+
+def test_put_artifact_checks_everything_before_storing(store, tmp_path):
+    (tmp_path / "a.txt").write_text("a")
+    for files, kwargs, error in [
+        ([tmp_path / "missing.txt"], {}, FileNotFoundError),
+        ([tmp_path], {}, InvalidArtifact),
+        ([tmp_path / "a.txt", tmp_path / "a.txt"], {}, InvalidArtifact),
+        ([(tmp_path / "a.txt", "not-a-type")], {}, InvalidArtifact),
+        ([tmp_path / "a.txt"], {"artifact_type": "nonsense"}, InvalidArtifact),
+        ([tmp_path / "a.txt"], {"annotations": {"": "x"}}, InvalidArtifact),
+        ([tmp_path / "a.txt"], {"subject": "sha256:" + "0" * 64}, BlobNotFound),  # no registry to ask
+    ]:
+        with pytest.raises(error):
+            store.put_artifact("example.com/art:1", files, **kwargs)
+    with pytest.raises(InvalidReference):
+        store.put_artifact(f"example.com/art@sha256:{'0' * 64}", [tmp_path / "a.txt"])
+    assert store.blobs() == [] and store.references() == {}
+
+    put = store.put_artifact("example.com/art:1", [tmp_path / "a.txt"], artifact_type=SBOM)
+    assert store.images()[0].artifact_type == SBOM and store.resolve("example.com/art:1").digest == put.digest
+    with pytest.raises(InvalidReference):  # a digest alone names no registry
+        store.get_artifact(put.digest, tmp_path / "out")
+    assert store.get_artifact(put.digest, tmp_path / "out", remote=False).files == [tmp_path / "out" / "a.txt"]
