@@ -66,7 +66,8 @@ def cmd_pull(ctx: Context) -> int:
     store = ctx.store
     result = store.pull(ctx.args.ref, platform=ctx.args.platform, all_platforms=ctx.args.all_platforms,
                         all_tags=ctx.args.all_tags, progress=progress,
-                        verify_diffids=True if ctx.args.verify_diffids else None)
+                        verify_diffids=True if ctx.args.verify_diffids else None,
+                        referrers=ctx.args.referrers)
     if ctx.args.all_tags:
         ctx.out(Reference.parse(ctx.args.ref, default_tag=None).name)
     else:
@@ -84,7 +85,7 @@ def cmd_copy(ctx: Context) -> int:
 
 def _send(ctx: Context, operation) -> int:
     progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
-    result = operation(ctx.args.src, ctx.args.dest, progress=progress)
+    result = operation(ctx.args.src, ctx.args.dest, progress=progress, referrers=ctx.args.referrers)
     if ctx.args.quiet:
         ctx.out(f"{result.reference.name}@{result.digest}")
     return 0
@@ -188,15 +189,17 @@ def cmd_images(ctx: Context) -> int:
     if ctx.args.format == "json":
         ctx.out(json.dumps([
             {"reference": image.reference, "digest": str(image.digest), "mediaType": image.media_type,
-             "size": image.size, "platform": str(image.platform) if image.platform else None}
+             "size": image.size, "platform": str(image.platform) if image.platform else None,
+             "artifactType": image.artifact_type}
             for image in images
         ], indent=2))
         return 0
-    rows = [("REFERENCE", "DIGEST", "SIZE")]
-    rows += [(image.reference, image.digest, human_size(image.size)) for image in images]
-    widths = [max(len(str(row[i])) for row in rows) for i in range(2)]
-    for ref, digest, size in rows:
-        ctx.out(f"{ref:<{widths[0]}}   {digest:<{widths[1]}}   {size}")
+    rows = [("REFERENCE", "DIGEST", "SIZE", "TYPE")]
+    rows += [(image.reference, image.digest, human_size(image.size), image.artifact_type or "image")
+             for image in images]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(3)]
+    for ref, digest, size, kind in rows:
+        ctx.out(f"{ref:<{widths[0]}}   {digest:<{widths[1]}}   {size:<{widths[2]}}   {kind}")
     return 0
 
 
@@ -263,6 +266,54 @@ def cmd_verify(ctx: Context) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_artifact_put(ctx: Context) -> int:
+    from contentstore.model.artifact import file_spec
+
+    pairs = {}
+    for item in ctx.args.annotations:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--annotation takes KEY=VALUE, not {item!r}")
+        pairs[key] = value
+    files = [file_spec(text) for text in ctx.args.files]
+    descriptor = ctx.store.put_artifact(ctx.args.ref, files, artifact_type=ctx.args.artifact_type,
+                                        subject=ctx.args.subject, annotations=pairs or None)
+    ctx.out(descriptor.digest)
+    return 0
+
+
+def cmd_artifact_get(ctx: Context) -> int:
+    progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
+    written = ctx.store.get_artifact(ctx.args.ref, ctx.args.output or ".", remote=not ctx.args.local,
+                                     progress=progress)
+    from contentstore.model.artifact import EMPTY_DESCRIPTOR
+
+    for layer in written.untitled:
+        if layer.digest != EMPTY_DESCRIPTOR.digest:
+            ctx.warn(f"layer {layer.digest} ({layer.media_type}) has no title: not written")
+    for path in written.files:
+        ctx.out(str(path))
+    return 0
+
+
+def cmd_referrers(ctx: Context) -> int:
+    from contentstore.model.artifact import referrers_index
+
+    found = ctx.store.referrers(ctx.args.ref, artifact_type=ctx.args.artifact_type, remote=not ctx.args.local)
+    for warning in getattr(found, "warnings", []):
+        ctx.warn(warning)
+    if ctx.args.format == "json":
+        ctx.out(referrers_index(found).decode())
+        return 0
+    rows = [("DIGEST", "ARTIFACT TYPE", "SIZE", "ANNOTATIONS")]
+    rows += [(r.digest, r.artifact_type or "-", human_size(r.size),
+              ",".join(f"{k}={v}" for k, v in sorted(r.annotations.items())) or "-") for r in found]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(3)]
+    for digest, kind, size, notes in rows:
+        ctx.out(f"{digest:<{widths[0]}}   {kind:<{widths[1]}}   {size:<{widths[2]}}   {notes}")
+    return 0
+
+
 def cmd_plugins(ctx: Context) -> int:
     rows = [("NAME", "KIND", "VERSION", "DISTRIBUTION")]
     rows += [(p.name, p.kind, p.version, p.distribution) for p in ctx.store.plugins.info()]
@@ -299,16 +350,51 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("-a", "--all-tags", action="store_true", help="pull every tag of the repository")
     pull.add_argument("--verify-diffids", action="store_true", help="inflate each layer during the pull to "
                       "check its diffID against the image config (default: at first decompression)")
+    pull.add_argument("--referrers", action="store_true", help="also pull the referrers (signatures, SBOMs) "
+                      "of what is pulled, and theirs")
     pull.set_defaults(func=cmd_pull)
 
     push = commands.add_parser("push", help="push a local image (manifest list included) to a registry")
     push.add_argument("src", metavar="SRC")
     push.add_argument("dest", metavar="DEST", nargs="?")
+    push.add_argument("--referrers", action="store_true", help="also push the store's referrers of the "
+                      "image, and theirs")
     push.set_defaults(func=cmd_push)
     copy = commands.add_parser("copy", help="copy an image from registry to registry, through the store")
     copy.add_argument("src", metavar="SRC")
     copy.add_argument("dest", metavar="DEST")
+    copy.add_argument("--referrers", action="store_true", help="bring the referrers along (digests kept)")
     copy.set_defaults(func=cmd_copy)
+
+    artifact = commands.add_parser("artifact", help="OCI 1.1 artifacts: files in a manifest")
+    artifact_commands = artifact.add_subparsers(dest="artifact_command", metavar="SUBCOMMAND", required=True)
+    put_artifact = artifact_commands.add_parser(
+        "put", help="store files as an artifact tagged REF; print its digest")
+    put_artifact.add_argument("ref", metavar="REF")
+    put_artifact.add_argument("files", metavar="FILE[:MEDIATYPE]", nargs="*",
+                              help="a file, titled with its base name (default type application/octet-stream)")
+    put_artifact.add_argument("--artifact-type", metavar="TYPE",
+                              help="the artifactType (default application/vnd.unknown.artifact.v1)")
+    put_artifact.add_argument("--subject", metavar="REF", help="the manifest this artifact refers to (in the "
+                              "store, else on its registry)")
+    put_artifact.add_argument("--annotation", dest="annotations", metavar="KEY=VALUE", action="append",
+                              default=[], help="a manifest annotation (repeatable)")
+    put_artifact.set_defaults(func=cmd_artifact_put)
+    get_artifact = artifact_commands.add_parser(
+        "get", help="pull an artifact (any type) and write its files by title into DIR")
+    get_artifact.add_argument("ref", metavar="REF")
+    get_artifact.add_argument("-o", "--output", metavar="DIR", help="where to write (default: the current "
+                              "directory; created if absent)")
+    get_artifact.add_argument("--local", action="store_true", help="from the store, without the registry")
+    get_artifact.set_defaults(func=cmd_artifact_get)
+
+    referrers = commands.add_parser("referrers", help="list the referrers of a manifest (signatures, SBOMs)")
+    referrers.add_argument("ref", metavar="REF")
+    referrers.add_argument("--artifact-type", metavar="TYPE", help="only referrers of this artifactType")
+    referrers.add_argument("--local", action="store_true", help="what the store holds, not the registry")
+    referrers.add_argument("--format", choices=["table", "json"], default="table",
+                           help="json: an OCI image index")
+    referrers.set_defaults(func=cmd_referrers)
 
     unpack = commands.add_parser("unpack", help="write an image's root filesystem into DIR (absent or empty)")
     unpack.add_argument("ref", metavar="REF")

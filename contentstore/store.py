@@ -22,6 +22,7 @@ from contentstore.errors import (
     ArchiveError,
     BlobNotFound,
     ContentStoreError,
+    InvalidArtifact,
     InvalidManifest,
     InvalidReference,
     MetadataError,
@@ -34,6 +35,8 @@ from contentstore.local.leases import Leases
 from contentstore.local.manifests import Manifests
 from contentstore.local.metadata import Metadata
 from contentstore.local.ociview import ORIGINAL_DIGEST_ANNOTATION, OciView
+from contentstore.model import artifact as artifacts
+from contentstore.model import mediatypes
 from contentstore.model.digest import Digest, is_valid
 from contentstore.model.imageconfig import ImageConfig
 from contentstore.model.limits import MAX_MANIFEST_SIZE
@@ -80,6 +83,9 @@ class Image:
     config: Descriptor | None = None
     layers: list[Descriptor] = field(default_factory=list)
     platform: Platform | None = None
+    #: What the artifact is (its ``artifactType``, else its config's media type when that
+    #: is no image config); ``None`` for an image.
+    artifact_type: str | None = None
 
 
 class Store:
@@ -291,6 +297,8 @@ class Store:
         top = self.manifest(descriptor)
         image.media_type = top.media_type
         chosen, manifest = self._select(descriptor, top, wanted, strict)
+        image.artifact_type = artifacts.artifact_kind(top) or (
+            artifacts.artifact_kind(manifest) if manifest is not None else None)
         if isinstance(manifest, ImageManifest):
             image.manifest = chosen
             image.config = manifest.config
@@ -351,6 +359,14 @@ class Store:
             result["manifests"] = [
                 {**m.to_json(), "present": self.content.exists(m.digest)} for m in top.manifests
             ]
+        kind = artifacts.artifact_kind(top)
+        if kind:
+            result["artifactType"] = kind
+        subject = artifacts.subject_of(top)
+        if subject is not None:
+            result["subject"] = subject.to_json()
+        with contextlib.suppress(MetadataError):  # as images: what needs no metadata still works
+            result["referrers"] = [r.to_json() for r in self._local_referrers([descriptor.digest, entry.digest])]
         try:
             image = self._image(result["reference"], entry,
                                 Platform.parse(platform) if platform else None,
@@ -369,7 +385,7 @@ class Store:
 
     def pull(self, ref: str, platform: str | Platform | None = None, all_platforms: bool = False,
              all_tags: bool = False, progress: ProgressCallback | None = None,
-             verify_diffids: bool | None = None):
+             verify_diffids: bool | None = None, referrers: bool = False):
         """Pull ``ref`` from its registry into the store, as ``docker pull`` does.
 
         Every blob's digest is verified as it downloads. A layer's diffID is verified where
@@ -382,8 +398,16 @@ class Store:
         :param progress: called with each :class:`~contentstore.progress.ProgressEvent`.
         :param verify_diffids: inflate each layer during the pull to check its diffID
             (default: ``verify_diffids`` under ``[pull]`` in the configuration).
+        :param referrers: also pull the referrers (OCI 1.1: signatures, SBOMs) of what is
+            pulled, and theirs, by digest; gc keeps them while it keeps the image.
         :return: the pulled :class:`Image` (a list of them with ``all_tags``).
         """
+        return self._pull(ref, platform, all_platforms, all_tags, progress, verify_diffids, referrers)
+
+    def _pull(self, ref: str, platform: str | Platform | None = None, all_platforms: bool = False,
+              all_tags: bool = False, progress: ProgressCallback | None = None,
+              verify_diffids: bool | None = None, referrers: bool = False, artifacts: bool = False):
+        """:meth:`pull`; with ``artifacts``, any artifact whatever its config (the ORAS path)."""
         from contentstore.remote.pull import Puller
 
         wanted = Platform.parse(platform) if isinstance(platform, str) else platform
@@ -393,7 +417,7 @@ class Store:
         if verify_diffids is None:
             verify_diffids = self.config.verify_diffids
         results = puller.pull(ref, platform=wanted, all_platforms=all_platforms, all_tags=all_tags,
-                              verify_diffids=verify_diffids)
+                              verify_diffids=verify_diffids, artifacts=artifacts, referrers=referrers)
         images = [self._pulled_image(result) for result in results]
         return images if all_tags else images[0]
 
@@ -401,6 +425,7 @@ class Store:
         """The :class:`Image` of a pull, from what the pull parsed (nothing read twice)."""
         image = Image(str(result.reference), result.registry_digest, result.manifest.media_type,
                       size=self._size(result.descriptor))
+        image.artifact_type = artifacts.artifact_kind(result.manifest)
         pulled = result.image
         if pulled is not None:
             image.manifest = pulled.descriptor
@@ -409,24 +434,163 @@ class Store:
             image.platform = pulled.descriptor.platform or (pulled.config.platform if pulled.config else None)
         return image
 
-    def push(self, src: str, dest: str | None = None, progress: ProgressCallback | None = None):
+    def push(self, src: str, dest: str | None = None, progress: ProgressCallback | None = None,
+             referrers: bool = False):
         """Push the local image ``src`` (an index with its children) to ``dest`` (default:
-        where ``src`` names). Returns a :class:`~contentstore.push.PushResult`."""
+        where ``src`` names). Returns a :class:`~contentstore.push.PushResult`.
+
+        A manifest with a ``subject`` is added to the registry's referrers tag of its
+        subject when the registry has no referrers API. With ``referrers``, the store's
+        referrers of ``src`` (and theirs) are pushed after it, by digest.
+        """
         from contentstore.remote.push import Pusher
 
         pusher = Pusher(self.content, self.metadata, self.manifests, self.leases, self._access(progress))
-        return pusher.push(src, self._described(self.resolve(src)), dest)
+        return pusher.push(src, self._described(self.resolve(src)), dest, referrers=referrers)
 
     def _access(self, progress: ProgressCallback | None):
         from contentstore.remote.access import RegistryAccess
 
         return RegistryAccess(self.config, self.plugins, progress=progress if progress is not None else quiet)
 
-    def copy(self, src: str, dest: str, progress: ProgressCallback | None = None):
-        """Registry to registry through the store (every platform), as ``skopeo copy``."""
-        self.pull(src, all_platforms=True, progress=progress)
+    def copy(self, src: str, dest: str, progress: ProgressCallback | None = None, referrers: bool = False):
+        """Registry to registry through the store (every platform), as ``skopeo copy``;
+        with ``referrers``, the referrers come along (digests kept)."""
+        self.pull(src, all_platforms=True, progress=progress, referrers=referrers)
         source = Reference.parse(src)
-        return self.push(str(source), dest, progress=progress)
+        return self.push(str(source), dest, progress=progress, referrers=referrers)
+
+    # -- artifacts and referrers (OCI 1.1) ---------------------------------------------------
+
+    def put_artifact(self, ref: str, files, artifact_type: str | None = None, subject: str | None = None,
+                     annotations: dict[str, str] | None = None,
+                     progress: ProgressCallback | None = None) -> Descriptor:
+        """Store files as an OCI 1.1 artifact manifest tagged ``ref``; return its descriptor.
+
+        :param files: paths, or ``(path, media type)`` pairs; each file is a layer titled
+            with its base name (``org.opencontainers.image.title``), of its media type or
+            ``application/octet-stream``. The config is the empty one.
+        :param artifact_type: the ``artifactType`` (default ``application/vnd.unknown.artifact.v1``).
+        :param subject: a reference or digest whose manifest this artifact refers to: looked
+            up in the store, else on its registry (a ``HEAD``).
+        :param annotations: the manifest's annotations.
+        """
+        parsed = Reference.parse(ref)
+        if parsed.digest:
+            raise InvalidReference(f"refusing to create a tag with a digest reference: {ref}")
+        kind = artifacts.check_media_type(artifact_type or artifacts.DEFAULT_ARTIFACT_TYPE, "artifact type")
+        for key, value in (annotations or {}).items():
+            if not isinstance(key, str) or not key or not isinstance(value, str):
+                raise InvalidArtifact(f"invalid annotation {key!r}: keys and values are strings, keys not empty")
+        specs = []
+        for item in files:
+            path, media_type = item if isinstance(item, tuple) else (item, None)
+            path = Path(path)
+            if media_type is not None:
+                artifacts.check_media_type(media_type, f"media type of {path}")
+            if path.is_dir():
+                raise InvalidArtifact(f"{path} is a directory: an artifact's files are files")
+            path.stat()  # a missing file is an error naming it before anything is stored or asked
+            specs.append((path, artifacts.safe_title(path.name), media_type))
+        titles = [title for _, title, _ in specs]
+        for title in titles:
+            if titles.count(title) > 1:
+                raise InvalidArtifact(f"two files are titled {title!r}: an artifact's files need distinct names")
+        subject_descriptor = self._subject(subject, progress) if subject else None
+        self._upgrade_once()
+        with self.lease():
+            layers = []
+            for path, title, media_type in specs:
+                with open(path, "rb") as f:
+                    info = self.content.put(f)
+                layers.append(artifacts.file_layer(title, info.digest, info.size, media_type))
+            self.content.put(artifacts.EMPTY_CONFIG, expected=artifacts.EMPTY_DESCRIPTOR.digest)
+            raw = artifacts.artifact_manifest(layers, kind, subject_descriptor, annotations)
+            info = self.content.put(raw)
+            descriptor = Descriptor(mediatypes.OCI_MANIFEST, info.digest, info.size)
+            self.manifests.index_referrer(descriptor, self.manifests.read(descriptor))
+            self.layout.tag(str(parsed), descriptor)
+        return descriptor
+
+    def _subject(self, ref: str, progress: ProgressCallback | None) -> Descriptor:
+        """The manifest ``ref`` names, as a ``subject``: the store's (by the registry's
+        digest), else the registry's."""
+        try:
+            entry = self.resolve(ref)
+            if self.content.exists(entry.digest):
+                described = self._described(entry)
+                return Descriptor(described.media_type, described.digest, described.size)
+        except (ReferenceNotFound, BlobNotFound):
+            pass
+        if is_valid(ref):
+            raise BlobNotFound(ref)  # a bare digest names no registry to ask
+        from contentstore.remote import referrers as remote_referrers
+
+        return remote_referrers.remote_descriptor(self._access(progress), Reference.parse(ref))
+
+    def get_artifact(self, ref: str, directory: str | os.PathLike = ".", remote: bool = True,
+                     progress: ProgressCallback | None = None):
+        """Write the files of the artifact ``ref`` into ``directory`` (created if absent),
+        each under its title; returns a :class:`~contentstore.image.artifacts.WrittenFiles`.
+
+        With ``remote`` (the default) the artifact is pulled first, whatever its config (no
+        plugin needed; a tag already complete in the store is not fetched again); without,
+        it is read from the store. Every blob is verified as it is read; a title that is
+        absolute, holds ``..`` or a ``/`` is refused (:class:`InvalidArtifact`) before any
+        file is written.
+        """
+        from contentstore.image.artifacts import write_files
+
+        if remote:
+            if is_valid(ref):
+                raise InvalidReference(f"{ref}: a digest alone names no registry; give NAME@{ref}, or "
+                                       f"read the store with remote=False")
+            self._pull(ref, progress=progress, artifacts=True)
+        entry = self.resolve(ref)
+        manifest = self.manifest(self._described(entry))
+        if not isinstance(manifest, ImageManifest):
+            raise InvalidArtifact(f"{ref} is an index ({manifest.media_type}), not an artifact with files")
+        return write_files(manifest.layers, Path(directory), self.content)
+
+    def referrers(self, ref: str, artifact_type: str | None = None, remote: bool = True,
+                  progress: ProgressCallback | None = None) -> list[Descriptor]:
+        """The referrers of the manifest ``ref`` names (OCI 1.1), as descriptors with
+        ``artifact_type`` and annotations, optionally only those of ``artifact_type``.
+
+        From its registry (the referrers API, else the referrers tag), or with
+        ``remote=False`` from the store's subject index. The list is a
+        :class:`~contentstore.model.artifact.Referrers`: also its ``subject`` digest, its
+        ``source`` and ``warnings`` (a referrers tag that is no index lists nothing).
+        """
+        if remote:
+            from contentstore.remote import referrers as remote_referrers
+
+            if is_valid(ref):
+                raise InvalidReference(f"{ref}: a digest alone names no registry; give NAME@{ref}")
+            return remote_referrers.find(self._access(progress), Reference.parse(ref), artifact_type)
+        subjects = self._local_subjects(ref)
+        return artifacts.Referrers(artifacts.of_type(self._local_referrers(subjects), artifact_type),
+                                   subject=subjects[0], source="store")
+
+    def _local_subjects(self, ref: str) -> list[Digest]:
+        """The digests referrers of ``ref`` name as their subject: the registry's digest of
+        what it points to, and the OCI form's when that differs."""
+        try:
+            entry = self.resolve(ref)
+        except (ReferenceNotFound, BlobNotFound):
+            digest = ref if is_valid(ref) else Reference.parse(ref).digest
+            if digest is None:
+                raise
+            return [Digest(digest)]
+        return list(dict.fromkeys([self._described(entry).digest, entry.digest]))
+
+    def _local_referrers(self, subjects: list[str]) -> list[Descriptor]:
+        found: dict[str, Descriptor] = {}
+        for subject in subjects:
+            for referrer in self.metadata.referrers(subject):
+                if self.content.exists(referrer.digest):
+                    found.setdefault(referrer.digest, referrer)
+        return list(found.values())
 
     def unpack(self, ref: str, directory: str | os.PathLike, platform: str | Platform | None = None,
                rootless: bool | None = None):

@@ -23,6 +23,9 @@ prints ``PORT`` when listening. Faults are set while it runs, through its own en
   nothing, endlessly when -1), and ``no_length`` sends them without a Content-Length.
 - ``GET /__log__``: every request seen (method, path, status, body bytes sent, whether
   it carried an Authorization header).
+- ``POST /__referrers__`` with ``{"enabled": true, "page_size": N, "filter": true}`` turns
+  on the referrers API (:class:`ReferrersAPI`): no registry packaged here has one
+  (distribution 2.8 answers 404), so the proxy plays a registry that does.
 
 ``--upstream-auth USER:PASS`` makes it authenticate to the upstream itself, to play blob
 storage that a registry redirects to.
@@ -30,15 +33,17 @@ storage that a registry redirects to.
 
 import argparse
 import base64
+import hashlib
 import http.client
 import json
+import re
 import socketserver
 import sys
 import threading
 import time
 import zlib
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailers", "transfer-encoding", "upgrade", "host"}
@@ -171,6 +176,9 @@ class Handler(BaseHTTPRequestHandler):
             with state.lock:
                 data = json.dumps(state.log).encode()
             return self._reply(200, data, {"Content-Type": "application/json"})
+        if self.path == "/__referrers__" and self.command == "POST":
+            self.server.referrers.configure(json.loads(body))
+            return self._reply(200, b"{}")
         entry = {"method": self.command, "path": self.path, "status": None, "sent": 0,
                  "authorization": "Authorization" in self.headers,
                  "range": self.headers.get("Range")}
@@ -206,6 +214,10 @@ class Handler(BaseHTTPRequestHandler):
         if "redirect" in rule:
             entry["status"] = 307
             return self._reply(307, b"", {"Location": rule["redirect"].rstrip("/") + self.path})
+        answer = self.server.referrers.answer(self.command, self.path)
+        if answer is not None:
+            entry["status"] = answer[0]
+            return self._reply(*answer)
         try:
             self.forward(rule, entry, body)
         except (BrokenPipeError, ConnectionResetError):
@@ -243,6 +255,7 @@ class Handler(BaseHTTPRequestHandler):
         self._trickle_head = trickle if trickle and trickle.get("head") else None
         self.send_response(response.status)
         passed = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP]
+        passed += self.server.referrers.pushed(self.command, self.path, self.headers, body, response)
         for key, value in passed:
             if key.lower() == "location" and value.startswith(f"http://{upstream.netloc}"):
                 value = value.replace(f"http://{upstream.netloc}", f"http://{self.headers.get('Host')}", 1)
@@ -286,6 +299,93 @@ class Handler(BaseHTTPRequestHandler):
         conn.close()
 
 
+class ReferrersAPI:
+    """The distribution-spec 1.1 referrers API, answered by the proxy around the real
+    registry behind it (a spec-following endpoint for tests: no packaged registry has the
+    API; Debian's distribution 2.8 answers 404 to it).
+
+    Every manifest with a ``subject`` PUT through the proxy is forwarded to the registry
+    and, when the registry stored it, recorded and acknowledged with ``OCI-Subject``.
+    ``GET /v2/<name>/referrers/<digest>`` answers an OCI index of those that name
+    ``<digest>`` (an empty one for any other digest, never 404), each descriptor with its
+    ``artifactType`` (else the config's media type) and annotations. Pages hold
+    ``page_size`` descriptors (or ``n`` from the query) and link the next with ``Link``;
+    ``?artifactType=`` filters and says so with ``OCI-Filters-Applied: artifactType``
+    unless ``filter`` is off (then the client must filter).
+    """
+
+    PATH = re.compile(r"/v2/(?P<name>.+)/referrers/(?P<digest>[^/?]+)")
+    MANIFEST = re.compile(r"/v2/(?P<name>.+)/manifests/(?P<reference>[^/?]+)")
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.enabled = False
+        self.page_size = 100
+        self.filter = True
+        self.recorded: dict[tuple[str, str], list[dict]] = {}
+
+    def configure(self, settings: dict) -> None:
+        with self.lock:
+            self.enabled = settings.get("enabled", True)
+            self.page_size = settings.get("page_size", 100)
+            self.filter = settings.get("filter", True)
+
+    def answer(self, method: str, path: str):
+        """(status, body, headers) for a referrers request, else ``None`` (forwarded)."""
+        split = urlsplit(path)
+        match = self.PATH.fullmatch(split.path)
+        if not self.enabled or method not in ("GET", "HEAD") or not match:
+            return None
+        digest = match["digest"]
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            return 400, b'{"errors":[{"code":"DIGEST_INVALID","message":"invalid digest"}]}', \
+                {"Content-Type": "application/json"}
+        query = parse_qs(split.query)
+        wanted = query.get("artifactType", [None])[0]
+        size = int(query.get("n", [self.page_size])[0])
+        start = int(query.get("page", ["0"])[0])
+        with self.lock:
+            found = list(self.recorded.get((match["name"], digest), []))
+        headers = {"Content-Type": "application/vnd.oci.image.index.v1+json"}
+        if wanted and self.filter:
+            found = [d for d in found if d.get("artifactType") == wanted]
+            headers["OCI-Filters-Applied"] = "artifactType"
+        page = found[start:start + size]
+        if start + size < len(found):
+            following = {"n": size, "page": start + size, **({"artifactType": wanted} if wanted else {})}
+            headers["Link"] = f'<{split.path}?{urlencode(following)}>; rel="next"'
+        body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                           "manifests": page}).encode()
+        return 200, body, headers
+
+    def pushed(self, method: str, path: str, headers, body: bytes, response) -> list[tuple[str, str]]:
+        """Record a manifest with a ``subject`` the registry accepted; the headers to add."""
+        match = self.MANIFEST.fullmatch(urlsplit(path).path)
+        if not self.enabled or method != "PUT" or not match or response.status != 201:
+            return []
+        try:
+            manifest = json.loads(body)
+            subject = manifest["subject"]["digest"]
+        except (ValueError, KeyError, TypeError):
+            return []
+        config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+        descriptor = {
+            "mediaType": manifest.get("mediaType") or headers.get("Content-Type"),
+            "digest": response.getheader("Docker-Content-Digest") or "sha256:" + hashlib.sha256(body).hexdigest(),
+            "size": len(body),
+        }
+        artifact_type = manifest.get("artifactType") or config.get("mediaType")
+        if artifact_type:
+            descriptor["artifactType"] = artifact_type
+        if manifest.get("annotations"):
+            descriptor["annotations"] = manifest["annotations"]
+        with self.lock:
+            listed = self.recorded.setdefault((match["name"], subject), [])
+            if all(d["digest"] != descriptor["digest"] for d in listed):
+                listed.append(descriptor)
+        return [("OCI-Subject", subject)]
+
+
 class Server(socketserver.ThreadingMixIn, HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -302,6 +402,7 @@ def main():
     server.state = State()
     server.upstream = urlsplit(args.upstream)
     server.upstream_auth = args.upstream_auth
+    server.referrers = ReferrersAPI()
     print(server.server_address[1], flush=True)
     sys.stdout.close()
     server.serve_forever()

@@ -66,7 +66,7 @@ def test_images_inspect_tag_rmi(cli):
     index = build_index(store, "example.com/multi:2", [("linux", "amd64", None), ("linux", "arm64", "v8")])
 
     table = cli("images").stdout.decode().splitlines()
-    assert table[0].split() == ["REFERENCE", "DIGEST", "SIZE"]
+    assert table[0].split() == ["REFERENCE", "DIGEST", "SIZE", "TYPE"]
     assert any(line.split()[:2] == ["127.0.0.1:5000/team/app:1.0", desc.digest] for line in table)
     listed = {i["reference"]: i for i in json.loads(cli("images", "--format", "json").stdout)}
     assert listed["127.0.0.1:5000/team/app:1.0"]["digest"] == desc.digest

@@ -401,6 +401,7 @@ def _import_oci(archive: _Archive, blobs: BlobStore, manifests: Manifests,
         raise ArchiveError(f"{path}: index.json: \"manifests\" must be a list, not {_kind(entries)}")
     # Every entry and name is checked before a blob is stored.
     planned = [_oci_entry(raw, f"{path}: index.json entry {number}") for number, raw in enumerate(entries, 1)]
+    stored: list[str] = []
     for name, member in sorted(archive.members.items()):
         parts = name.split("/")
         if len(parts) != 3 or parts[0] != "blobs" or member.isdir():
@@ -411,8 +412,11 @@ def _import_oci(archive: _Archive, blobs: BlobStore, manifests: Manifests,
         member = archive.resolve(name)
         with _verifying(f"member {_show(name)}"):
             blobs.put(archive.open(member), expected=digest, size=member.size)
+        stored.append(digest)
     for number, (_, entry) in enumerate(planned, 1):
         _check_complete(blobs, manifests, plugins, entry, f"index.json entry {number}")
+    for digest in stored:  # referrers (OCI 1.1) the archive carries, in the subject index
+        manifests.index_stored(digest)
     return planned
 
 

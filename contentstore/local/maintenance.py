@@ -1,6 +1,9 @@
 """Garbage collection and verification of a store.
 
-Marking starts at every ``index.json`` entry and follows :meth:`Manifests.reachable`.
+Marking starts at every ``index.json`` entry and follows :meth:`Manifests.reachable`,
+referrers included: a manifest whose ``subject`` is a kept manifest is kept (from the
+subject index; what the sweep would delete is also looked at, so a referrer the index
+does not know of, such as one put as a raw blob, is kept all the same).
 gc refuses to sweep when a reference points to a manifest type no installed plugin can
 read, or to a manifest whose stored bytes changed, or when the metadata's labels cannot
 be read, since the blobs below them would otherwise be lost. Besides blobs it removes
@@ -26,7 +29,7 @@ from contentstore.local.leases import Leases
 from contentstore.local.manifests import Manifests
 from contentstore.local.metadata import Metadata
 from contentstore.model.digest import Digest
-from contentstore.model.manifest import REF_NAME_ANNOTATION, ImageManifest
+from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor, ImageManifest
 
 #: An ingest nobody has written for this long is stale and gc removes it.
 STALE_INGEST_SECONDS = 24 * 3600
@@ -90,7 +93,8 @@ def collect(blobs: BlobManager, references: ReferenceIndex, manifests: Manifests
         report.ingests = blobs.remove_stale_ingests(0 if ingests else ingest_max_age, dry_run=dry_run)
         report.temporary = references.remove_temporary(dry_run) + blobs.remove_temporary(dry_run)
         try:
-            marked = {d.digest for d in manifests.reachable(references.entries())}
+            marked = {d.digest for d in manifests.reachable(references.entries(), referrers=True)}
+            marked |= _unindexed_referrers(blobs, manifests, marked)
         except UnsupportedMediaType as exc:
             raise UnsupportedMediaType(exc.media_type, f"gc refused: {exc}; install the plugin "
                                        "or remove the reference first") from None
@@ -110,6 +114,38 @@ def collect(blobs: BlobManager, references: ReferenceIndex, manifests: Manifests
     return report
 
 
+def _unindexed_referrers(blobs: BlobManager, manifests: Manifests, marked: set[str]) -> set[str]:
+    """What gc keeps besides ``marked`` for referrers the subject index does not list: any
+    unmarked stored manifest whose subject is kept, and what it reaches (repeated, for the
+    signature of an SBOM). Reads only the blobs about to be swept (JSON ones, up to the
+    manifest size limit), and writes nothing (gc must work on a full disk)."""
+    pending: dict[str, str] = {}
+    for blob in blobs.walk():
+        if blob.digest not in marked:
+            found = manifests.stored_referrer(blob.digest)
+            if found is not None:
+                pending[blob.digest] = found[0]
+    kept: set[str] = set()
+    while True:
+        ready = [digest for digest, subject in pending.items() if subject in marked or subject in kept]
+        if not ready:
+            return kept
+        for digest in ready:
+            del pending[digest]
+        roots = [Descriptor("", Digest(digest), -1) for digest in ready]
+        kept |= {d.digest for d in manifests.reachable(roots, strict=False, referrers=True)}
+
+
+def _reindex(blobs: BlobManager, manifests: Manifests, metadata: Metadata, report: VerifyReport) -> None:
+    """Rebuild the subject index (a cache) from the stored manifests when it differs."""
+    rows = [found for blob in blobs.walk() if (found := manifests.stored_referrer(blob.digest)) is not None]
+    before = {(subject, digest) for subject, digests in metadata.referrer_digests().items() for digest in digests}
+    if before == {(subject, referrer.digest) for subject, referrer in rows}:
+        return
+    metadata.replace_referrers(rows)
+    report.repaired.append(f"rebuilt the subject index from the stored manifests: {len(rows)} referrers")
+
+
 def verify(blobs: BlobManager, references: ReferenceIndex, manifests: Manifests, metadata: Metadata,
            leases: Leases, repair: bool = False) -> VerifyReport:
     """Rehash every blob; check the metadata database, ``index.json``, and what each
@@ -126,6 +162,8 @@ def verify(blobs: BlobManager, references: ReferenceIndex, manifests: Manifests,
                 if blobs.remove_corrupt(digest):
                     report.removed.append(digest)
                     report.repaired.append(f"removed corrupt blob {digest} (a pull fetches it again)")
+    if repair and labels:
+        _reindex(blobs, manifests, metadata, report)
 
     try:
         entries = references.entries()

@@ -5,7 +5,10 @@
 - blob digest -> the registries and repositories known to hold it (configs too, which
   have no diffID), so a push can cross-repository-mount instead of uploading;
 - labels on blobs, such as ``contentstore.gc.ref.<name>`` (another blob that gc must keep
-  while this one is kept, as containerd's gc labels do).
+  while this one is kept, as containerd's gc labels do);
+- the subject index: subject digest -> each stored manifest whose ``subject`` names it
+  (OCI 1.1 referrers), as a referrers list gives it (media type, size, ``artifactType``,
+  annotations), for ``referrers --local``, ``inspect``, ``push --referrers`` and gc.
 
 SQLite, not loose files: several processes update this at once, and SQLite gives
 transactions, locking and crash safety for free, plus look-ups both ways (diffID to
@@ -13,8 +16,10 @@ digests, digest to diffID) without scanning. Ingest state is *not* kept here: it
 beside each ingest's bytes (``content.py``), so the two can never disagree after a crash.
 
 What is only a cache and what is not: diffIDs and blob sources are relearned by pulls
-(a download computes a diffID it does not find), so a damaged database loses nothing
-that matters when it is rebuilt empty. Labels are not a cache: a
+(a download computes a diffID it does not find), and the subject index is read again
+from the stored manifests (``verify --repair``; gc also looks at what it would sweep
+for manifests whose subject it keeps), so a damaged database loses nothing that matters
+when it is rebuilt empty. Labels are not a cache: a
 ``contentstore.gc.ref.*`` label is the only thing that keeps a schema1 image's signed
 original from gc. So every change of the labels also rewrites ``labels.json`` beside the
 database (atomically, inside the same write transaction, so writers are serialized),
@@ -41,6 +46,7 @@ from typing import Iterator
 from contentstore.errors import ContentStoreError, MetadataDamaged, MetadataError, WriteError
 from contentstore.local.fsutil import StrayFile, atomic_write, remove_files
 from contentstore.model.digest import Digest, is_valid
+from contentstore.model.manifest import Descriptor
 
 GC_REF_LABEL_PREFIX = "contentstore.gc.ref."
 #: Label on a converted manifest naming the original it was made from (gc keeps both).
@@ -67,6 +73,16 @@ CREATE TABLE IF NOT EXISTS label (
     value  TEXT NOT NULL,
     PRIMARY KEY (digest, key)
 );
+CREATE TABLE IF NOT EXISTS referrer (
+    subject       TEXT NOT NULL,
+    digest        TEXT NOT NULL,
+    media_type    TEXT NOT NULL,
+    artifact_type TEXT,
+    size          INTEGER NOT NULL,
+    annotations   TEXT NOT NULL,
+    PRIMARY KEY (subject, digest)
+);
+CREATE INDEX IF NOT EXISTS referrer_by_digest ON referrer (digest);
 """
 
 
@@ -75,6 +91,7 @@ _COLUMNS = {
     "diffid": ["diff_id", "digest", "registry", "repository"],
     "blob_source": ["digest", "registry", "repository"],
     "label": ["digest", "key", "value"],
+    "referrer": ["subject", "digest", "media_type", "artifact_type", "size", "annotations"],
 }
 
 # SQLite's primary result codes that say the file is not a usable database of ours.
@@ -391,8 +408,9 @@ class Metadata:
         return refs
 
     def forget_blobs(self, digests: list[str]) -> None:
-        """Drop the labels of deleted blobs. diffID records stay: a registry may still
-        hold the blob, and push can mount it from there."""
+        """Drop the labels of deleted blobs, and deleted referrers from the subject index.
+        diffID records stay: a registry may still hold the blob, and push can mount it
+        from there."""
         if not digests:
             return
         with self._connect(write=True) as db:
@@ -400,6 +418,58 @@ class Metadata:
             db.executemany("DELETE FROM label WHERE digest = ?", [(d,) for d in digests])
             if db.total_changes != before:
                 self._write_copy(db)
+            db.executemany("DELETE FROM referrer WHERE digest = ?", [(d,) for d in digests])
+
+    # -- the subject index (OCI 1.1 referrers) -------------------------------------------
+
+    def add_referrer(self, subject: str, referrer: Descriptor) -> None:
+        """Record that the stored manifest ``referrer`` names ``subject`` as its subject."""
+        with self._connect(write=True) as db:
+            # an upsert, not REPLACE: a referrer recorded again keeps its place in the list
+            db.execute("INSERT INTO referrer VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (subject, digest) DO UPDATE "
+                       "SET media_type = excluded.media_type, artifact_type = excluded.artifact_type, "
+                       "size = excluded.size, annotations = excluded.annotations",
+                       _referrer_row(subject, referrer))
+
+    def replace_referrers(self, rows: list[tuple[str, Descriptor]]) -> None:
+        """Make the subject index exactly ``rows`` (subject, referrer): what a scan of the
+        stored manifests found (``verify --repair``)."""
+        with self._connect(write=True) as db:
+            db.execute("DELETE FROM referrer")
+            db.executemany("INSERT OR REPLACE INTO referrer VALUES (?, ?, ?, ?, ?, ?)",
+                           [_referrer_row(subject, referrer) for subject, referrer in rows])
+
+    def referrers(self, subject: str) -> list[Descriptor]:
+        """The stored manifests whose subject is ``subject``, as a referrers list gives
+        them, in the order they were recorded."""
+        with self._connect() as db:
+            rows = db.execute("SELECT digest, media_type, artifact_type, size, annotations FROM referrer "
+                              "WHERE subject = ? ORDER BY rowid", (Digest(subject),)).fetchall()
+        return [_referrer(*row) for row in rows]
+
+    def referrer_digests(self) -> dict[str, list[Digest]]:
+        """subject digest -> the digests of the stored manifests that refer to it (gc)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT subject, digest FROM referrer ORDER BY rowid").fetchall()
+        found: dict[str, list[Digest]] = {}
+        for subject, digest in rows:
+            if is_valid(digest):
+                found.setdefault(subject, []).append(Digest(digest))
+        return found
+
+
+def _referrer_row(subject: str, referrer: Descriptor) -> tuple:
+    return (Digest(subject), Digest(referrer.digest), referrer.media_type, referrer.artifact_type,
+            referrer.size, json.dumps(referrer.annotations, sort_keys=True))
+
+
+def _referrer(digest: str, media_type: str, artifact_type: str | None, size: int, annotations: str) -> Descriptor:
+    try:
+        parsed = json.loads(annotations)
+    except ValueError:
+        parsed = {}
+    return Descriptor(media_type, Digest(digest), size, None, parsed if isinstance(parsed, dict) else {}, (),
+                      artifact_type or None)
 
 
 def _valid_label(row) -> bool:

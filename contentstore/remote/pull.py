@@ -31,6 +31,7 @@ from contentstore.local.leases import Leases
 from contentstore.local.manifests import Manifests
 from contentstore.local.metadata import ORIGINAL_LABEL, Metadata
 from contentstore.local.ociview import ORIGINAL_DIGEST_ANNOTATION, OciView
+from contentstore.model.artifact import artifact_kind, subject_of
 from contentstore.model.digest import Digest, is_valid
 from contentstore.model.imageconfig import ImageConfig
 from contentstore.model.limits import MAX_MANIFEST_SIZE
@@ -39,6 +40,7 @@ from contentstore.model.platform import Platform
 from contentstore.model.reference import Reference
 from contentstore.progress import ProgressEvent
 from contentstore.remote import fallback
+from contentstore.remote import referrers as remote_referrers
 from contentstore.remote.access import RegistryAccess
 from contentstore.remote.client import RegistryClient
 from contentstore.remote.download import download, short_id
@@ -84,6 +86,7 @@ class _Job:
     client: RegistryClient
     reference: Reference
     pinned: str | None = None  # the tag's digest, when the registry itself told it
+    artifacts: bool = False    # any config: what is not an image is pulled as blobs
     fetched_any: bool = False
     images: dict[str, PulledImage] = field(default_factory=dict)  # by manifest digest
 
@@ -106,16 +109,25 @@ class Puller:
     # -- entry point ---------------------------------------------------------------------
 
     def pull(self, text: str, platform: Platform | None = None, all_platforms: bool = False,
-             all_tags: bool = False, verify_diffids: bool = False) -> list[PullResult]:
+             all_tags: bool = False, verify_diffids: bool = False, artifacts: bool = False,
+             referrers: bool = False) -> list[PullResult]:
         """Pull ``text``; with ``verify_diffids``, inflate each layer as it downloads and
         check its diffID against the image config (else that is left to the first
-        decompression: unpack, export to a docker-archive)."""
+        decompression: unpack, export to a docker-archive).
+
+        :param artifacts: pull any artifact, whatever its config (the ORAS path; without
+            it, a config that is not an image's is refused unless a plugin accepts it).
+        :param referrers: also pull the referrers of what was pulled (OCI 1.1), theirs in
+            turn, each by digest and unnamed: gc keeps them while it keeps their subject.
+        """
         reference = Reference.parse(text, default_tag=None if all_tags else "latest")
         if all_tags and (reference.tag or reference.digest):
             raise InvalidReference("tag can't be used with --all-tags/-a")
         self.platform = platform
         self.all_platforms = all_platforms
         self.verify_diffids = verify_diffids
+        self.artifacts = artifacts
+        self.referrers = referrers
         with self.leases.lease():
             return self._with_fallback(reference, all_tags)
 
@@ -153,13 +165,19 @@ class Puller:
     def _pull_repository(self, client: RegistryClient, reference: Reference, all_tags: bool,
                          pinned: str | None = None) -> list[PullResult]:
         if not all_tags:
-            result = self._pull_one(_Job(client, reference, pinned=pinned))
+            job = _Job(client, reference, pinned=pinned, artifacts=self.artifacts)
+            result = self._pull_one(job)
             self._status(reference, result.updated)
+            self._with_referrers(job, result)
             return [result]
         tags = client.tags(reference.repository)
         if not tags:
             raise RemoteNotFound(f"{reference.name}: the repository has no tags")
-        results = [self._pull_one(_Job(client, reference.with_tag(tag))) for tag in sorted(tags)]
+        results = []
+        for tag in sorted(tags):
+            job = _Job(client, reference.with_tag(tag), artifacts=self.artifacts)
+            results.append(self._pull_one(job))
+            self._with_referrers(job, results[-1])
         self._status(reference, any(r.updated for r in results))
         return results
 
@@ -282,7 +300,9 @@ class Puller:
 
     def _put_manifest(self, raw: bytes, manifest: Manifest) -> Descriptor:
         info = self.blobs.put(raw)
-        return Descriptor(manifest.media_type, info.digest, info.size)
+        descriptor = Descriptor(manifest.media_type, info.digest, info.size)
+        self.manifests.index_referrer(descriptor, manifest)
+        return descriptor
 
     # -- images ------------------------------------------------------------------------------
 
@@ -290,6 +310,8 @@ class Puller:
                     platform: Platform | None) -> Descriptor:
         if manifest.config is None:
             return self._pull_converted(job, raw, manifest)
+        if job.artifacts and self._is_artifact(manifest):
+            return self._pull_artifact(job, raw, manifest)
         self.plugins.check_config(manifest.config.media_type)
         layers = manifest.layers
         compressions = [self._compression(layer) for layer in layers]
@@ -325,6 +347,88 @@ class Puller:
         target = self._put_manifest(raw, manifest)
         job.images[target.digest] = PulledImage(target, manifest, config)
         return target
+
+    def _is_artifact(self, manifest: ImageManifest) -> bool:
+        """Not an image the plugins read whole: an ``artifactType``, a config no plugin
+        accepts, or a layer type no plugin knows (an in-toto attestation)."""
+        if artifact_kind(manifest):
+            return True
+        try:
+            self.plugins.check_config(manifest.config.media_type)
+        except UnsupportedMediaType:
+            return True
+        return any(self._compression(layer) is None for layer in manifest.layers)
+
+    def _pull_artifact(self, job: _Job, raw: bytes, manifest: ImageManifest) -> Descriptor:
+        """An artifact: its config and layers are blobs like any other, each verified as it
+        downloads; nothing in them is parsed (no plugin needed)."""
+        blobs = list({d.digest: d for d in [manifest.config, *manifest.layers]}.values())
+        cancel = threading.Event()
+        futures = self._start_layers(job, blobs, [None] * len(blobs), cancel)
+        try:
+            results = [future.result() for future in futures]
+        except BaseException:
+            cancel.set()
+            raise
+        job.fetched_any = job.fetched_any or any(r.fetched for r in results)
+        self._complete(blobs, results)
+        self.metadata.add_sources([blob.digest for blob in blobs], job.reference.registry,
+                                  job.reference.repository)
+        target = self._put_manifest(raw, manifest)
+        job.images[target.digest] = PulledImage(target, manifest, None)
+        return target
+
+    # -- referrers (OCI 1.1) --------------------------------------------------------------------
+
+    def _with_referrers(self, job: _Job, result: PullResult) -> None:
+        """With ``referrers``: pull the referrers of what ``job`` pulled (the manifest or
+        index the reference names and each image manifest of it), recursively."""
+        if not self.referrers:
+            return
+        subjects = [result.registry_digest, *job.images]
+        repository = job.reference.repository
+
+        def visit(subject: Digest, referrer: Descriptor) -> bool:
+            return self._pull_referrer(job, subject, referrer)
+
+        count = remote_referrers.walk(job.client, repository, subjects, visit,
+                                      lambda warning: self.emit(ProgressEvent(None, f"warning: {warning}")))
+        self.emit(ProgressEvent(None, f"Referrers: {count} of {result.registry_digest}"))
+
+    def _pull_referrer(self, job: _Job, subject: Digest, listed: Descriptor) -> bool:
+        """Pull the referrer ``listed`` as an artifact (by digest, every blob verified, no
+        name given: a referrer is never run, so nothing in it is parsed but its manifest);
+        one of a kind no plugin reads, or whose manifest does not name ``subject``, is
+        passed over with a warning and not stored."""
+        def skip(why: str) -> bool:
+            self.emit(ProgressEvent(None, f"warning: referrer {listed.digest} of {subject} {why}: skipped"))
+            return False
+
+        if listed.media_type and not self.plugins.is_manifest_type(listed.media_type):
+            return skip(f"is a {listed.media_type}, which no installed plugin reads")
+        referrer_job = _Job(job.client, job.reference.with_digest(listed.digest), artifacts=True)
+        raw, manifest = self._fetch_manifest(referrer_job, listed.digest, listed.digest, by_tag=False)
+        declared = subject_of(manifest)
+        if declared is None or declared.digest != subject:
+            return skip(f"names {'the subject ' + declared.digest if declared else 'no subject'}")
+        if isinstance(manifest, ManifestIndex):
+            for child in manifest.manifests:
+                child_raw, child_manifest = self._fetch_manifest(referrer_job, child.digest, child.digest, False)
+                if isinstance(child_manifest, ImageManifest) and child_manifest.config is not None:
+                    self._pull_artifact(referrer_job, child_raw, child_manifest)
+                else:
+                    raise InvalidManifest(f"{referrer_job.reference}: index entry {child.digest} is not an "
+                                          f"image manifest")
+            self._put_manifest(raw, manifest)
+        elif isinstance(manifest, ImageManifest) and manifest.config is not None:
+            self._pull_artifact(referrer_job, raw, manifest)
+        else:
+            return skip(f"is a {manifest.media_type}, neither an OCI manifest nor an index")
+        job.fetched_any = job.fetched_any or referrer_job.fetched_any
+        kind = listed.artifact_type or artifact_kind(manifest) or manifest.media_type
+        self.emit(ProgressEvent(None, f"Referrer {listed.digest} ({kind}) of {subject}: "
+                                      f"{'Pull complete' if referrer_job.fetched_any else 'Already exists'}"))
+        return True
 
     def _compression(self, layer: Descriptor) -> str | None:
         try:

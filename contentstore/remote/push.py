@@ -5,7 +5,9 @@ the repositories the metadata says hold it on that registry (Docker's
 V2MetadataService), else an upload: one ``PUT`` for a small blob, ``PATCH`` chunks for a
 large one, resumed from the offset the registry reports after an interruption. Then the
 manifests, children before the index, each checked against the registry's
-``Docker-Content-Digest``.
+``Docker-Content-Digest``. A manifest with a ``subject`` (OCI 1.1) that the registry does
+not acknowledge with ``OCI-Subject`` is added to the referrers tag of its subject; with
+``referrers``, the store's referrers of what was pushed follow it, recursively.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from contentstore.local.interfaces import BlobReader
 from contentstore.local.leases import Leases
 from contentstore.local.manifests import Manifests
 from contentstore.local.metadata import ORIGINAL_LABEL, Metadata
+from contentstore.model.artifact import referrer_descriptor, referrers_tag, subject_of
 from contentstore.model.digest import Digest
 from contentstore.model.limits import MAX_MANIFEST_SIZE
 from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor, ImageManifest, Manifest, ManifestIndex
 from contentstore.model.reference import Reference
 from contentstore.progress import ProgressEvent, quiet
 from contentstore.remote import fallback
+from contentstore.remote import referrers as remote_referrers
 from contentstore.remote.access import RegistryAccess
 from contentstore.remote.auth import scope_for
 from contentstore.remote.client import RegistryClient
@@ -46,6 +50,7 @@ class PushResult:
     pushed: int = 0
     mounted: int = 0
     existed: int = 0
+    referrers: int = 0  # referrers pushed along (``referrers=True``)
 
 
 class Pusher:
@@ -60,14 +65,18 @@ class Pusher:
         self.access = access
         self.config = access.config
         self.emit = access.emit
+        self.referrers = False
 
-    def push(self, src: str, descriptor: Descriptor, dest: str | None = None) -> PushResult:
+    def push(self, src: str, descriptor: Descriptor, dest: str | None = None,
+             referrers: bool = False) -> PushResult:
         """Push the local image ``descriptor`` (which ``src`` named) to ``dest``, by default
-        the reference it is stored under."""
+        the reference it is stored under; with ``referrers``, then the store's referrers
+        of it (and of its image manifests), theirs in turn, each by digest."""
         source_name = descriptor.annotations.get(REF_NAME_ANNOTATION)
         target = self._destination(src, source_name, dest)
         manifest = self.manifests.read(descriptor)
         self.emit(ProgressEvent(None, f"The push refers to repository [{target.name}]"))
+        self.referrers = referrers
         with self.leases.lease():
             return self._with_endpoints(target, descriptor, manifest)
 
@@ -105,9 +114,11 @@ class _PushJob:
         self.lock = threading.Lock()
 
     def run(self, descriptor: Descriptor, manifest: Manifest) -> PushResult:
+        pushed = [descriptor.digest]
         if isinstance(manifest, ManifestIndex):
             for child in manifest.manifests:
-                self._push_child(child)
+                if self._push_child(child):
+                    pushed.append(child.digest)
         elif isinstance(manifest, ImageManifest):
             self._push_blobs(manifest)
         original = self.metadata.labels(descriptor.digest).get(ORIGINAL_LABEL)
@@ -116,26 +127,69 @@ class _PushJob:
                                           f"converted OCI manifest"))
         reference = self.target.digest or self.target.tag
         data = self.blobs.read(descriptor.digest, MAX_MANIFEST_SIZE)
-        answered = self.client.put_manifest(self.repository, reference, data, manifest.media_type, self.scope)
-        if answered and answered != descriptor.digest:
-            raise DigestMismatch(descriptor.digest, answered, f"manifest pushed to {self.target.name}")
+        self._put_manifest(reference, descriptor.digest, data, manifest)
         self.emit(ProgressEvent(None, f"{self.target.tag or self.target.digest}: digest: "
                                       f"{descriptor.digest} size: {len(data)}"))
-        return PushResult(self.target, descriptor.digest, len(data), **self.counts)
+        referrers = self._push_referrers(pushed) if self.pusher.referrers else 0
+        return PushResult(self.target, descriptor.digest, len(data), referrers=referrers, **self.counts)
 
-    def _push_child(self, child: Descriptor) -> None:
+    def _push_child(self, child: Descriptor) -> bool:
+        """Push a manifest an index lists (with its blobs); whether it was in the store."""
         if not self.blobs.exists(child.digest):
             if self.client.blob_exists(self.repository, child.digest, self.scope) or \
                     self._manifest_exists(child):
-                return
+                return False
             raise BlobNotFound(child.digest)  # pull with --all-platforms to push every platform
         manifest = self.manifests.read(child)
         if isinstance(manifest, ImageManifest):
             self._push_blobs(manifest)
         data = self.blobs.read(child.digest, MAX_MANIFEST_SIZE)
-        answered = self.client.put_manifest(self.repository, child.digest, data, manifest.media_type, self.scope)
-        if answered and answered != child.digest:
-            raise DigestMismatch(child.digest, answered, f"manifest pushed to {self.target.name}")
+        self._put_manifest(child.digest, child.digest, data, manifest)
+        return True
+
+    def _put_manifest(self, reference: str, digest: Digest, data: bytes, manifest: Manifest) -> None:
+        """PUT a manifest, checked against the registry's digest; one with a ``subject`` is
+        added to its subject's referrers tag unless the registry answered ``OCI-Subject``."""
+        subject = subject_of(manifest)
+        acknowledged = None
+        if subject is None:
+            answered = self.client.put_manifest(self.repository, reference, data, manifest.media_type, self.scope)
+        else:
+            answered, acknowledged = remote_referrers.put_manifest(self.client, self.repository, reference, data,
+                                                                   manifest.media_type, self.scope)
+        if answered and answered != digest:
+            raise DigestMismatch(digest, answered, f"manifest pushed to {self.target.name}")
+        if subject is None or acknowledged:
+            return
+        listed = referrer_descriptor(Descriptor(manifest.media_type, digest, len(data)), manifest)
+        if remote_referrers.add_to_fallback(self.client, self.repository, subject.digest, listed, self.scope):
+            self.emit(ProgressEvent(None, f"{referrers_tag(subject.digest)}: referrers tag now lists {digest}"))
+
+    def _push_referrers(self, subjects: list[Digest]) -> int:
+        """Push the store's referrers of ``subjects`` (and theirs, recursively) by digest;
+        return how many."""
+        seen = set(subjects)
+        queue = list(subjects)
+        count = 0
+        while queue:
+            subject = queue.pop(0)
+            for listed in self.metadata.referrers(subject):
+                if listed.digest in seen or not self.blobs.exists(listed.digest):
+                    continue  # a referrer the index still names but gc (or a delete) took
+                seen.add(listed.digest)
+                manifest = self.manifests.read(Descriptor(listed.media_type, listed.digest, listed.size))
+                if isinstance(manifest, ManifestIndex):
+                    for child in manifest.manifests:
+                        self._push_child(child)
+                elif isinstance(manifest, ImageManifest):
+                    self._push_blobs(manifest)
+                data = self.blobs.read(listed.digest, MAX_MANIFEST_SIZE)
+                self._put_manifest(listed.digest, listed.digest, data, manifest)
+                kind = listed.artifact_type or manifest.media_type
+                self.emit(ProgressEvent(None, f"Referrer {listed.digest} ({kind}) of {subject}: Pushed"))
+                count += 1
+                queue.append(listed.digest)
+        return count
 
     def _manifest_exists(self, child: Descriptor) -> bool:
         try:
