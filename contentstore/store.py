@@ -24,6 +24,7 @@ from contentstore.errors import (
     InvalidManifest,
     InvalidReference,
     ReferenceNotFound,
+    UnpackError,
 )
 from contentstore.local import maintenance
 from contentstore.local.content import BlobInfo, ContentStore, IngestWriter
@@ -38,6 +39,7 @@ from contentstore.model.limits import MAX_MANIFEST_SIZE
 from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor, ImageManifest, Manifest, ManifestIndex
 from contentstore.model.platform import Platform
 from contentstore.model.reference import Reference
+from contentstore.plugin import NOT_A_TAR
 from contentstore.plugin import manager as pluginmanager
 from contentstore.progress import ProgressCallback, quiet
 
@@ -98,10 +100,27 @@ class Store:
 
     @property
     def config(self) -> configuration.Config:
-        """The configuration: as given, else loaded from its default place on first use."""
+        """The configuration: as given, else loaded from its default place on first use;
+        then handed to the plugins (``contentstore_configure``), once."""
         if not isinstance(self._config, configuration.Config):
             self._config = configuration.load(self._config)
+        self.plugins.configure(self._config)
         return self._config
+
+    def _plugins_for(self, hook: str) -> pluginmanager.Plugins:
+        """The plugins, configured first when one of them implements ``hook`` (and so may
+        need its settings); local commands otherwise read no configuration."""
+        if self.plugins.implements(hook) and self.plugins.implements("contentstore_configure"):
+            self.config  # noqa: B018 - loads it and configures the plugins
+        return self.plugins
+
+    def _verifier(self, operation: str):
+        """``verify(reference, descriptor)`` for pull, copy and import: the plugins'
+        ``contentstore_verify_image``, shown this store."""
+        def verify(reference: Reference | None, descriptor: Descriptor) -> None:
+            plugins = self._plugins_for("contentstore_verify_image")
+            plugins.verify_image(reference=reference, descriptor=descriptor, store=self, operation=operation)
+        return verify
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -365,7 +384,7 @@ class Store:
 
     def pull(self, ref: str, platform: str | Platform | None = None, all_platforms: bool = False,
              all_tags: bool = False, progress: ProgressCallback | None = None,
-             verify_diffids: bool | None = None):
+             verify_diffids: bool | None = None, operation: str = "pull"):
         """Pull ``ref`` from its registry into the store, as ``docker pull`` does.
 
         Every blob's digest is verified as it downloads. A layer's diffID is verified where
@@ -378,6 +397,8 @@ class Store:
         :param progress: called with each :class:`~contentstore.progress.ProgressEvent`.
         :param verify_diffids: inflate each layer during the pull to check its diffID
             (default: ``verify_diffids`` under ``[pull]`` in the configuration).
+        :param operation: the command this pull serves, as the plugins are told it
+            (``copy`` passes ``"copy"``).
         :return: the pulled :class:`Image` (a list of them with ``all_tags``).
         """
         from contentstore.remote.pull import Puller
@@ -385,11 +406,13 @@ class Store:
         wanted = Platform.parse(platform) if isinstance(platform, str) else platform
         self._upgrade_once()
         puller = Puller(self.content, self.layout, self.metadata, self.manifests, self.view, self.leases,
-                        self._access(progress))
+                        self._access(progress, operation), verify=self._verifier(operation))
         if verify_diffids is None:
             verify_diffids = self.config.verify_diffids
         results = puller.pull(ref, platform=wanted, all_platforms=all_platforms, all_tags=all_tags,
                               verify_diffids=verify_diffids)
+        for result in results:
+            self.plugins.image_pulled(reference=result.reference, descriptor=result.document, store=self)
         images = [self._pulled_image(result) for result in results]
         return images if all_tags else images[0]
 
@@ -405,24 +428,33 @@ class Store:
             image.platform = pulled.descriptor.platform or (pulled.config.platform if pulled.config else None)
         return image
 
-    def push(self, src: str, dest: str | None = None, progress: ProgressCallback | None = None):
+    def push(self, src: str, dest: str | None = None, progress: ProgressCallback | None = None,
+             operation: str = "push"):
         """Push the local image ``src`` (an index with its children) to ``dest`` (default:
-        where ``src`` names). Returns a :class:`~contentstore.push.PushResult`."""
+        where ``src`` names). Returns a :class:`~contentstore.push.PushResult`.
+
+        :param operation: the command this push serves, as the plugins are told it.
+        """
         from contentstore.remote.push import Pusher
 
-        pusher = Pusher(self.content, self.metadata, self.manifests, self.leases, self._access(progress))
-        return pusher.push(src, self._described(self.resolve(src)), dest)
+        pusher = Pusher(self.content, self.metadata, self.manifests, self.leases, self._access(progress, operation))
+        descriptor = self._described(self.resolve(src))
+        result = pusher.push(src, descriptor, dest)
+        self.plugins.image_pushed(reference=result.reference,
+                                  descriptor=Descriptor(descriptor.media_type, result.digest, result.size))
+        return result
 
-    def _access(self, progress: ProgressCallback | None):
+    def _access(self, progress: ProgressCallback | None, operation: str):
         from contentstore.remote.access import RegistryAccess
 
-        return RegistryAccess(self.config, self.plugins, progress=progress if progress is not None else quiet)
+        return RegistryAccess(self.config, self.plugins, progress=progress if progress is not None else quiet,
+                              operation=operation)
 
     def copy(self, src: str, dest: str, progress: ProgressCallback | None = None):
         """Registry to registry through the store (every platform), as ``skopeo copy``."""
-        self.pull(src, all_platforms=True, progress=progress)
+        self.pull(src, all_platforms=True, progress=progress, operation="copy")
         source = Reference.parse(src)
-        return self.push(str(source), dest, progress=progress)
+        return self.push(str(source), dest, progress=progress, operation="copy")
 
     def unpack(self, ref: str, directory: str | os.PathLike, platform: str | Platform | None = None,
                rootless: bool | None = None):
@@ -442,6 +474,10 @@ class Store:
             if not self.exists(layer.digest):
                 raise BlobNotFound(layer.digest)
             compression = self.plugins.layer_compression(layer.media_type)
+            if compression == NOT_A_TAR:
+                raise UnpackError(f"{ref}: layer {layer.digest} ({layer.media_type}) is a file, not a tar: "
+                                  f"there is no file system to unpack (`contentstore blob get {layer.digest}` "
+                                  f"writes the file)")
             layers.append((str(layer.digest), lambda d=layer.digest: self.open(d), compression))
         return unpack_layers(layers, Path(directory), rootless=rootless)
 
@@ -474,9 +510,18 @@ class Store:
         from contentstore.image import archive
 
         self._upgrade_once()
+        verify = self._verifier("import")
+
+        def verify_name(name: str, descriptor: Descriptor) -> None:
+            try:
+                reference = Reference.parse(name)
+            except InvalidReference:
+                reference = None  # an OCI archive's bare tag
+            verify(reference, descriptor)
+
         with self.lease():  # as a pull: gc keeps what the import is about to name
             loaded = archive.import_archive(Path(path), self.content, self.layout, self.manifests, self.plugins,
-                                            self.leases)
+                                            self.leases, verify=verify_name)
             self.view.upgrade(self.layout)  # a docker-archive's images are Docker-typed
         return loaded
 
@@ -489,8 +534,10 @@ class Store:
     def gc(self, dry_run: bool = False, ingests: bool = False) -> maintenance.GcReport:
         """Delete every blob no reference reaches, stray temporary files, and ingests idle
         for 24 h (with ``ingests``: every ingest no running process holds)."""
-        return maintenance.collect(self.content, self.layout, self.manifests, self.metadata, self.leases,
-                                   dry_run=dry_run, ingests=ingests)
+        report = maintenance.collect(self.content, self.layout, self.manifests, self.metadata, self.leases,
+                                     dry_run=dry_run, ingests=ingests)
+        self._plugins_for("contentstore_gc_finished").gc_finished(report=report)
+        return report
 
     def verify(self, repair: bool = False) -> maintenance.VerifyReport:
         """Rehash every blob and check every descriptor's size; the report lists corrupt
