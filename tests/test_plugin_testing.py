@@ -163,3 +163,16 @@ def test_push_image_and_an_artifact_with_a_subject(registry, store):
     assert signed.subject.digest == image.descriptor.digest
     assert store.exists(signed.layers[0].digest)
 
+
+
+@pytest.mark.parametrize("argv, found", [
+    (["-p", "no:a", "pull", "x"], ["no:a"]),
+    (["-pno:a", "-p=no:b", "-q", "images"], ["no:a", "no:b"]),
+    (["--root", "-p", "-p", "no:c", "images"], ["no:c"]),  # --root's value is not an option
+    (["--root=/r", "--config", "c.toml", "-v", "-p", "no:d", "images", "-p", "no:e"], ["no:d"]),
+    (["greet", "-p", "no:f"], []),  # after the command: the command's own options
+])
+def test_plugin_options_are_read_before_the_parser_exists(argv, found):
+    from contentstore.cli import global_plugin_options
+
+    assert global_plugin_options(argv) == found
