@@ -105,10 +105,23 @@ def _send(ctx: Context, operation) -> int:
 def cmd_unpack(ctx: Context) -> int:
     report = ctx.store.unpack(ctx.args.ref, ctx.args.dir, platform=ctx.args.platform,
                               rootless=True if ctx.args.rootless else None)
-    for name in report.skipped_devices:
-        ctx.warn(f"device node {name} skipped (needs root)")
+    if report.device_placeholders:
+        ctx.warn(f"{len(report.device_placeholders)} device node(s) written as empty files (devices need "
+                 f"root): {_some(report.device_placeholders)}")
+    if report.dropped_xattrs:
+        names: dict[str, int] = {}
+        for _, name in report.dropped_xattrs:
+            names[name] = names.get(name, 0) + 1
+        ctx.warn(f"{report.xattrs_dropped} extended attribute(s) could not be set: "
+                 f"{_some([f'{name} ({count})' for name, count in names.items()])}; first on "
+                 f"{report.dropped_xattrs[0][0]}")
     ctx.info(f"unpacked {report.layers} layers, {report.entries} entries into {ctx.args.dir}")
     return 0
+
+
+def _some(names: list[str], shown: int = 10) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def cmd_export(ctx: Context) -> int:
@@ -353,8 +366,8 @@ def build_parser(plugins: Plugins | None = None) -> argparse.ArgumentParser:
     unpack.add_argument("ref", metavar="REF")
     unpack.add_argument("dir", metavar="DIR")
     unpack.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
-    unpack.add_argument("--rootless", action="store_true", help="change no ownership, skip device "
-                        "nodes (the default when not running as root)")
+    unpack.add_argument("--rootless", action="store_true", help="change no ownership, write device "
+                        "nodes as empty files (the default when not running as root)")
     unpack.set_defaults(func=cmd_unpack)
 
     export = commands.add_parser("export", help="write an image to an OCI archive or a docker-archive")

@@ -9,6 +9,7 @@ holds no HTTP, parsing or file-format logic of its own.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from contentstore.errors import (
     ContentStoreError,
     InvalidManifest,
     InvalidReference,
+    MetadataError,
     ReferenceNotFound,
     UnpackError,
 )
@@ -42,6 +44,8 @@ from contentstore.model.reference import Reference
 from contentstore.plugin import NOT_A_TAR
 from contentstore.plugin import manager as pluginmanager
 from contentstore.progress import ProgressCallback, quiet
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "contentstore"
 ROOT_ENV = "CONTENTSTORE_ROOT"
@@ -460,17 +464,24 @@ class Store:
                rootless: bool | None = None):
         """Write the root filesystem of ``ref`` into ``directory`` (absent or empty).
 
-        Layers are applied in order with whiteouts. Rootless (the default when not root, as
+        Layers are applied in order with whiteouts, each checked against its digest and
+        the config's diffID as it streams. Rootless (the default when not root, as
         ``umoci unpack --rootless``), ownership is not changed and device nodes are
-        skipped. Returns an :class:`~contentstore.unpack.UnpackReport`.
+        written as empty files. Returns an :class:`~contentstore.image.unpack.UnpackReport`.
         """
-        from contentstore.image.unpack import unpack_layers
+        from contentstore.image.unpack import LayerInput, unpack_layers
 
         image = self.image(ref, platform=platform)
         if image.config is None:
             raise BlobNotFound(image.digest)
+        diff_ids = ImageConfig.parse(self.content.read(image.config.digest, MAX_MANIFEST_SIZE)).diff_ids
+        if diff_ids is None:
+            diff_ids = [None] * len(image.layers)
+        elif len(diff_ids) != len(image.layers):
+            raise InvalidManifest(f"the image config does not list one diffID for each of its "
+                                  f"{len(image.layers)} layers")
         layers = []
-        for layer in image.layers:
+        for layer, diff_id in zip(image.layers, diff_ids):
             if not self.exists(layer.digest):
                 raise BlobNotFound(layer.digest)
             compression = self.plugins.layer_compression(layer.media_type)
@@ -478,8 +489,14 @@ class Store:
                 raise UnpackError(f"{ref}: layer {layer.digest} ({layer.media_type}) is a file, not a tar: "
                                   f"there is no file system to unpack (`contentstore blob get {layer.digest}` "
                                   f"writes the file)")
-            layers.append((str(layer.digest), lambda d=layer.digest: self.open(d), compression))
-        return unpack_layers(layers, Path(directory), rootless=rootless)
+            # unpack hashes each layer (digest and diffID) as it streams: the plain reader
+            layers.append(LayerInput(str(layer.digest), lambda d=layer.digest: self.content.open(d), compression,
+                                     diff_id))
+        report = unpack_layers(layers, Path(directory), rootless=rootless)
+        for layer, diff_id in zip(image.layers, diff_ids):
+            if diff_id is not None:
+                self._diff_id_verified(layer.digest, diff_id)
+        return report
 
     def export(self, ref: str, path: str | os.PathLike, format: str = "oci",
                platform: str | Platform | None = None) -> None:
@@ -493,16 +510,26 @@ class Store:
         if format == "oci":
             top = self.resolve(ref)
             name = top.annotations.get(REF_NAME_ANNOTATION) or ref
-            archive.export_oci(top, name, Path(path), self.content, self.manifests, self.plugins)
+            oci = self.view.converted(top) if self.plugins.is_manifest_type(top.media_type) else top
+            archive.export_oci(oci, name, Path(path), self.content, self.manifests)
         elif format == "docker":
             image = self.image(ref, platform=platform)
             if image.config is None:
                 raise ArchiveError(f"{ref} has no image config to export")
             config = ImageConfig.parse(self.content.read(image.config.digest, MAX_MANIFEST_SIZE))
             archive.export_docker(image.reference, config, image.config.digest, image.layers, Path(path),
-                                  self.content, self.plugins)
+                                  self.content, self.plugins, self._diff_id_verified)
         else:
             raise ValueError(f"unknown export format {format!r}: oci or docker")
+
+    def _diff_id_verified(self, layer_digest: str, diff_id: str) -> None:
+        """Record a diffID checked by decompressing the layer here (no source registry),
+        so no later pull or export inflates the layer again for it."""
+        try:
+            if self.metadata.diff_id(layer_digest) != diff_id:
+                self.metadata.add_diff_id(diff_id, layer_digest, "", "")
+        except (MetadataError, OSError) as exc:  # only a cache: a read-only store still unpacks
+            log.debug("diffID of %s not recorded: %s", layer_digest, exc)
 
     def import_archive(self, path: str | os.PathLike):
         """Load an OCI archive or a docker-archive, verifying every blob; returns the

@@ -249,3 +249,14 @@ def test_import_skopeo_oci_archive_named_by_a_bare_tag(tmp_path):
     [loaded] = store.import_archive(archive)
     assert loaded.reference == "1.0" and loaded.digest == desc.digest
     assert store.image("1.0").layers and store.verify().ok
+
+
+def test_export_to_docker_archive_records_the_diff_ids_it_checked(store, tmp_path):
+    """The first decompression of a layer (here, a docker-archive export) verifies its
+    diffID and records it, so nothing inflates that layer again for it."""
+    build_image(store, "example.com/record:1", {"a.txt": "a\n"})
+    [layer] = store.image("example.com/record:1").layers
+    assert store.metadata.diff_id(layer.digest) is None  # made locally: never checked
+    store.export("example.com/record:1", tmp_path / "record.tar", format="docker")
+    config = json.loads(store.content.read(store.image("example.com/record:1").config.digest))
+    assert store.metadata.diff_id(layer.digest) == config["rootfs"]["diff_ids"][0]

@@ -155,6 +155,15 @@ def test_pull_all_platforms(registry, source, store):
         assert all(store.exists(layer.digest) for layer in image.layers)
 
 
+def test_unpack_records_the_diff_ids_it_verified(registry, store, tmp_path):
+    ref = push_test_image(registry, "team/record:1", {"a.txt": "a\n"})
+    image = store.pull(ref)
+    assert store.metadata.diff_id(image.layers[0].digest) is None  # a pull inflates nothing
+    store.unpack(ref, tmp_path / "rootfs")
+    config = json.loads(store.content.read(image.config.digest))
+    assert store.metadata.diff_id(image.layers[0].digest) == config["rootfs"]["diff_ids"][0]
+
+
 def test_pull_zstd_layers(registry, store):
     ref = push_test_image(registry, "team/zstd:1", {"big.txt": "zstd " * 20000},
                           "--format", "oci", "--dest-compress-format", "zstd")

@@ -14,7 +14,7 @@ import pytest
 from servers import upload
 
 from contentstore import Store
-from contentstore.errors import ManifestTooLarge, UnsupportedMediaType, VerificationError
+from contentstore.errors import DigestMismatch, ManifestTooLarge, UnsupportedMediaType, VerificationError
 from contentstore.model import mediatypes as mt
 
 pytestmark = pytest.mark.needs("docker-registry")
@@ -63,6 +63,10 @@ def test_diff_ids_are_left_to_the_first_decompression_by_default(registry, store
     ref = f"{registry.host}/team/lazy:1"
     image = store.pull(ref)
     assert store.exists(image.layers[0].digest) and store.metadata.diff_id(image.layers[0].digest) is None
+    # the first decompression finds the lie, and writes nothing
+    with pytest.raises(DigestMismatch, match=f"uncompressed layer {image.layers[0].digest}"):
+        store.unpack(ref, tmp_path / "rootfs")
+    assert not (tmp_path / "rootfs").exists()
     # --verify-diffids on the command line, and [pull] verify_diffids in the config
     root = tmp_path / "cli-store"
     cli = subprocess.run([sys.executable, "-m", "contentstore", "--root", str(root), "-q", "pull",

@@ -220,8 +220,9 @@ def test_cli_unpack(tmp_path):
 
 
 def test_xattrs_and_device_nodes(tmp_path):
-    """xattrs are set where the file system allows; device nodes are made as root and
-    skipped, with a warning, by a rootless unpack (the default when not root)."""
+    """xattrs are set where the file system allows; device nodes are made as root, and a
+    rootless unpack (the default when not root) writes an empty file in their place, as
+    umoci --rootless does, and reports it."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         data = b"attributed\n"
@@ -237,7 +238,10 @@ def test_xattrs_and_device_nodes(tmp_path):
 
     rootless = tmp_path / "rootless"
     report = store.unpack("example.com/dev:1", rootless, rootless=True)
-    assert report.skipped_devices == ["dev/null"] and not (rootless / "dev" / "null").exists()
+    assert report.device_placeholders == ["dev/null"]
+    placeholder = os.lstat(rootless / "dev" / "null")
+    assert stat.S_ISREG(placeholder.st_mode) and placeholder.st_size == 0
+    assert stat.S_IMODE(placeholder.st_mode) == 0o666
     assert (rootless / "with-xattr.txt").read_text() == "attributed\n"
     probe = tmp_path / "probe"
     probe.write_text("")

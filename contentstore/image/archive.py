@@ -29,19 +29,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from contentstore.errors import (ArchiveError, ContentStoreError, DigestMismatch, InvalidManifest, InvalidReference,
-                                 SizeMismatch, VerificationError)
+from contentstore.errors import (
+    ArchiveError,
+    ContentStoreError,
+    DigestMismatch,
+    InvalidManifest,
+    InvalidReference,
+    SizeMismatch,
+    VerificationError,
+)
 from contentstore.image.compression import DiffIDHasher, decompressor
 from contentstore.local.fsutil import atomic_file, writing
 from contentstore.local.interfaces import BlobReader, BlobStore, ReferenceIndex
 from contentstore.local.leases import Leases
 from contentstore.local.manifests import Manifests
-from contentstore.model import digest as digests
 from contentstore.model import mediatypes as mt
 from contentstore.model.digest import Digest, is_valid
 from contentstore.model.imageconfig import ImageConfig
 from contentstore.model.limits import CHUNK_SIZE, MAX_MANIFEST_SIZE
-from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor, ImageManifest, ManifestIndex
+from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor, ImageManifest
 from contentstore.model.reference import Reference
 from contentstore.plugin import NOT_A_TAR
 from contentstore.plugin.manager import Plugins
@@ -73,28 +79,19 @@ def _add_blob(tar: tarfile.TarFile, blobs: BlobReader, digest: Digest, name: str
         tar.addfile(info, blob)
 
 
-def export_oci(top: Descriptor, name: str, path: Path, blobs: BlobReader, manifests: Manifests,
-               plugins: Plugins) -> Descriptor:
-    """Write the image ``top`` names as an OCI archive at ``path``, its ``index.json`` entry
-    named ``name``; return the archived top descriptor."""
-    converter = _OciConverter(blobs, manifests, plugins)
-    new_top = converter.convert(top)
+def export_oci(top: Descriptor, name: str, path: Path, blobs: BlobReader, manifests: Manifests) -> Descriptor:
+    """Write the image ``top`` names (OCI-typed: the store's named entries are, see
+    :mod:`contentstore.local.ociview`) as an OCI archive at ``path``, its ``index.json``
+    entry named ``name``; return the archived top descriptor."""
     with atomic_file(path) as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, "oci-layout", OCI_LAYOUT)
-        entry = new_top.with_annotations(**{REF_NAME_ANNOTATION: name}).to_json()
+        entry = top.with_annotations(**{REF_NAME_ANNOTATION: name}).to_json()
         index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [entry]}
         _add_bytes(tar, "index.json", json.dumps(index, indent=2).encode())
-        written: set[str] = set()
-        for digest, data in converter.rewritten.items():
-            _add_bytes(tar, _blob_name(digest), data)
-            written.add(digest)
         for descriptor in manifests.reachable([top], strict=False):
-            if descriptor.digest in written or descriptor.digest in converter.replaced:
-                continue
             if blobs.exists(descriptor.digest):
                 _add_blob(tar, blobs, descriptor.digest, _blob_name(descriptor.digest), descriptor.size)
-                written.add(descriptor.digest)
-    return new_top
+    return top
 
 
 def _blob_name(digest: str) -> str:
@@ -102,49 +99,12 @@ def _blob_name(digest: str) -> str:
     return f"blobs/{d.algorithm}/{d.hex}"
 
 
-class _OciConverter:
-    """Rewrites manifests and indexes with OCI media types; new bytes, new digests."""
-
-    def __init__(self, blobs: BlobReader, manifests: Manifests, plugins: Plugins):
-        self.blobs = blobs
-        self.manifests = manifests
-        self.plugins = plugins
-        self.rewritten: dict[str, bytes] = {}  # new digest -> bytes
-        self.replaced: set[str] = set()         # old digests no longer referenced
-
-    def convert(self, descriptor: Descriptor) -> Descriptor:
-        if not self.blobs.exists(descriptor.digest):
-            return descriptor  # a platform that was not pulled: left as the index says
-        manifest = self.manifests.read(descriptor)
-        oci_type = self.plugins.oci_media_type(manifest.media_type)
-        if isinstance(manifest, ManifestIndex):
-            children = [self.convert(child) for child in manifest.manifests]
-            if oci_type == manifest.media_type and children == manifest.manifests:
-                return descriptor
-            body = dict(manifest.body, mediaType=oci_type)
-            body["manifests"] = [c.to_json() for c in children]
-        elif isinstance(manifest, ImageManifest):
-            if oci_type == manifest.media_type:
-                return descriptor
-            body = dict(manifest.body, mediaType=oci_type)
-            body["config"] = self._retyped(body["config"])
-            body["layers"] = [self._retyped(layer) for layer in body.get("layers", [])]
-        else:
-            return descriptor
-        data = json.dumps(body, indent=3).encode()
-        info_digest = digests.of_bytes(data)
-        self.rewritten[info_digest] = data
-        self.replaced.add(descriptor.digest)
-        return Descriptor(oci_type, info_digest, len(data), descriptor.platform, dict(descriptor.annotations))
-
-    def _retyped(self, descriptor: dict) -> dict:
-        return dict(descriptor, mediaType=self.plugins.oci_media_type(descriptor.get("mediaType", "")))
-
-
 def export_docker(name: str | None, config: ImageConfig, config_digest: Digest, layers: list[Descriptor],
-                  path: Path, blobs: BlobReader, plugins: Plugins) -> None:
+                  path: Path, blobs: BlobReader, plugins: Plugins,
+                  diff_id_verified: Callable[[Digest, Digest], None] | None = None) -> None:
     """Write one image (its config and layers) as a docker-archive at ``path``, tagged
-    ``name`` when that is a tag reference."""
+    ``name`` when that is a tag reference. Each layer is decompressed and its diffID
+    checked; ``diff_id_verified(layer_digest, diff_id)`` is told of each one that held."""
     diff_ids = config.diff_ids
     if diff_ids is None:
         raise ArchiveError(f"{name or config_digest}: the config has no rootfs.diff_ids; not an image")
@@ -167,6 +127,8 @@ def export_docker(name: str | None, config: ImageConfig, config_digest: Digest, 
             layer_name = f"{diff_id.hex}/layer.tar"
             if layer_name not in layer_names:
                 _add_layer_tar(tar, blobs, layer, compression, diff_id, layer_name)
+                if diff_id_verified is not None:
+                    diff_id_verified(layer.digest, diff_id)
             layer_names.append(layer_name)
         manifest = [{"Config": config_name, "RepoTags": tags, "Layers": layer_names}]
         _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())

@@ -1,295 +1,804 @@
 """Unpack an image into a plain directory: layers in order, whiteouts applied, no FUSE.
 
-Safety: nothing is ever written outside the target directory. Paths are resolved the
+Safety: nothing outside the target directory is ever changed. Paths are resolved the
 way the container will see them (an absolute symlink points into the image's root, as
 in Docker, containerd and umoci), and an entry is refused, naming it, when:
 
 - its name is absolute or has a ``..`` component;
 - reaching it would climb out of the root through a relative symlink (``evil ->
   ../../..``), or a hard link's target would;
-- it is a hard link to something that is not a file already in the image.
+- it is a hard link to something that is not a file or symlink already in the image;
+- it is crafted: a NUL byte in a name, an owner, size or time out of range.
+
+No system call follows a symlink that came from a layer. The staging directory is held
+open and every other directory is reached from it one component at a time with
+``O_NOFOLLOW | O_DIRECTORY`` (an image symlink on the way is read and resolved inside
+the root, by us, never by the kernel); everything is then done relative to those
+descriptors: ``openat(O_NOFOLLOW)``, ``mkdirat``, ``linkat`` without
+``AT_SYMLINK_FOLLOW``, ``fchmod``/``futimens``/``fchown`` on descriptors. Directory modes
+and times are applied last (children change a directory's mtime, and a read-only
+directory would block them); each is recorded with the directory's inode, dropped when
+the directory is removed or replaced, and applied only to that same inode, reopened the
+same way.
 
 tarfile's ``data_filter`` does not fit image layers: it refuses absolute symlinks,
 which images legitimately hold (``/etc/alternatives/*``), and checks paths against the
-host's view of symlinks rather than the image's. So the checks are our own, and every
-path is opened with ``O_NOFOLLOW`` on its last component after its parents were
-resolved inside the root.
+host's view of symlinks rather than the image's. So the checks are our own.
+
+Each layer is read as a stream, in time linear in its size and bounded memory: the blob
+through a hasher (its digest), a bounded decompressing reader, a second hasher (its
+diffID), then tarfile in stream mode; file bodies are copied in ``CHUNK_SIZE`` pieces.
+What tarfile leaves unread (end-of-archive blocks, padding) goes through the hashers too,
+and both digests are checked.
 
 The layers are applied in a private directory beside the target and renamed into place
-only when all of them applied, so a refused or broken image leaves the target as it was.
+only when all of them applied and verified, so a refused, tampered or broken image
+leaves the target as it was.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import logging
 import os
-import shutil
+import re
 import stat
 import tarfile
 import tempfile
+import zlib
+from collections import deque
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable
 
 import zstandard
 
-from contentstore.errors import UnpackError, UnsafeLayer
+from contentstore.errors import DigestMismatch, UnpackError, UnsafeLayer
+from contentstore.image.compression import decompressed_reader
+from contentstore.model.digest import Digest, from_hasher
 from contentstore.model.limits import CHUNK_SIZE
 
 log = logging.getLogger(__name__)
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
+XATTR_PREFIX = "SCHILY.xattr."
 MAX_SYMLINK_HOPS = 40
+#: Directories nested deeper than this are refused (PATH_MAX allows about 2,000 one-letter
+#: components; real trees stay far below): it bounds descriptors held and loops.
+MAX_DEPTH = 512
+#: The most header bytes (PAX records, GNU long names, sparse maps) one entry may have;
+#: Go's archive/tar allows 1 MiB for each special header.
+MAX_HEADER_BYTES = 2 << 20
+#: What tarfile asks of the decompressed stream at a time; every small read of tarfile's
+#: stream mode copies what remains of its buffer, so this stays small.
+TAR_BUFSIZE = 64 * 1024
+#: Directory descriptors kept open between entries (entries come grouped by directory).
+FD_CACHE_SIZE = 128
+FD_CACHE_DEPTH = 64
+
+_O_PATH = getattr(os, "O_PATH", os.O_RDONLY)
+_DIR_PATH = _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_PAX_TIME = re.compile(r"(-?)([0-9]+)(?:\.([0-9]*))?")
+_MAX_ID = 2**32 - 2  # (uid_t)-1 means "leave unchanged" to chown
+_NS = 10**9
 
 
 @dataclass
 class UnpackReport:
+    """What an unpack did, and what it could not do as the layer asked.
+
+    :ivar device_placeholders: device nodes written as empty regular files (with the
+        node's mode and times) because creating devices needs root; what
+        ``umoci unpack --rootless`` writes.
+    :ivar dropped_xattrs: ``(entry, attribute)`` for each extended attribute the file
+        system or our privileges refused (``trusted.*``, ``security.*`` without root,
+        ``user.*`` on a file system without xattrs).
+    """
+
     layers: int = 0
     entries: int = 0
-    skipped_devices: list[str] = field(default_factory=list)
-    xattrs_dropped: int = 0
+    device_placeholders: list[str] = field(default_factory=list)
+    dropped_xattrs: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def skipped_devices(self) -> list[str]:
+        """Earlier name of :attr:`device_placeholders`."""
+        return self.device_placeholders
+
+    @property
+    def xattrs_dropped(self) -> int:
+        return len(self.dropped_xattrs)
 
 
-class _Root:
-    """Path resolution inside an unpack root, with the image's view of symlinks."""
+@dataclass(frozen=True)
+class LayerInput:
+    """One layer to apply, and what to check it against.
 
-    def __init__(self, root: Path):
-        self.root = root
-        self._root_str = str(root)
+    :ivar digest: the blob's digest; its compressed bytes must hash to it.
+    :ivar open: returns the blob as a binary file object (a context manager).
+    :ivar compression: ``gzip``, ``zstd`` or ``none``.
+    :ivar diff_id: the digest of the uncompressed tar (the image config's
+        ``rootfs.diff_ids``), or ``None`` to check only the blob.
+    """
 
-    def resolve_parent(self, rel: PurePosixPath, entry: str) -> Path:
-        """The host directory that holds ``rel``'s last component, symlinks in its
-        parents followed inside the root."""
-        return self._resolve(list(rel.parts[:-1]), entry)
-
-    def resolve(self, rel: PurePosixPath, entry: str) -> Path:
-        """The host path of ``rel`` itself, following every symlink inside the root."""
-        return self._resolve(list(rel.parts), entry)
-
-    def _resolve(self, parts: list[str], entry: str) -> Path:
-        resolved: list[str] = []
-        hops = 0
-        pending = list(parts)
-        while pending:
-            part = pending.pop(0)
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if not resolved:
-                    raise UnsafeLayer(f"entry {entry!r} climbs out of the root directory")
-                resolved.pop()
-                continue
-            candidate = os.path.join(self._root_str, *resolved, part)
-            try:
-                st = os.lstat(candidate)
-            except FileNotFoundError:
-                resolved.append(part)
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                hops += 1
-                if hops > MAX_SYMLINK_HOPS:
-                    raise UnsafeLayer(f"entry {entry!r}: too many levels of symbolic links")
-                target = os.readlink(candidate)
-                if target.startswith("/"):
-                    resolved = []  # absolute: from the image's root
-                pending = [p for p in target.split("/") if p] + pending
-                continue
-            resolved.append(part)
-        return Path(self._root_str, *resolved)
+    digest: str
+    open: Callable[[], AbstractContextManager[BinaryIO]]
+    compression: str = "none"
+    diff_id: str | None = None
 
 
-def clean_name(name: str) -> PurePosixPath:
-    """A tar entry name as a relative path; refuses absolute names and ``..``."""
-    if name.startswith("/"):
-        raise UnsafeLayer(f"entry {name!r} has an absolute path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise UnsafeLayer(f"entry {name!r} has a '..' component")
-    return PurePosixPath(*parts) if parts else PurePosixPath(".")
+# -- reading a layer -----------------------------------------------------------------------
 
 
-def _remove(path: Path) -> None:
+class _HashingReader:
+    """Hashes every byte read through it."""
+
+    def __init__(self, source: BinaryIO, hasher):
+        self._source = source
+        self.hasher = hasher
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._source.read(n)
+        if self.hasher is not None:
+            self.hasher.update(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        while self.read(CHUNK_SIZE):
+            pass
+
+
+class _BadTar(UnpackError):
+    """A tar header that does not parse (raised through tarfile, which would otherwise
+    take a damaged header for the end of the archive)."""
+
+
+class _HeaderBudget:
+    """Stands for tarfile's stream while one entry's headers are read, refusing more than
+    :data:`MAX_HEADER_BYTES` (a PAX header claiming gigabytes would be read whole)."""
+
+    def __init__(self, stream, offset: int):
+        self._stream = stream
+        self._offset = offset
+        self._left = MAX_HEADER_BYTES
+
+    def read(self, n: int) -> bytes:
+        self._left -= n
+        if self._left < 0:
+            raise _BadTar(f"the headers of the entry at offset {self._offset} are larger than "
+                          f"{MAX_HEADER_BYTES >> 20} MiB")
+        return self._stream.read(n)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+
+class _TarInfo(tarfile.TarInfo):
+    """tarfile's header parsing with the rules of Go's archive/tar (what images are
+    written and read with): a damaged or truncated header is an error, not the end of
+    the archive; a stream that ends cleanly between entries is the end; headers are
+    bounded."""
+
+    @classmethod
+    def fromtarfile(cls, tar):
+        if isinstance(tar.fileobj, _HeaderBudget):  # a PAX or long-name header's next one
+            return super().fromtarfile(tar)
+        stream = tar.fileobj
+        tar.fileobj = _HeaderBudget(stream, tar.offset)
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.EmptyHeaderError:
+            raise tarfile.EOFHeaderError("end of data") from None
+        except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as exc:
+            raise _BadTar(f"damaged tar header at offset {tar.offset}: {exc}") from None
+        finally:
+            tar.fileobj = stream
+
+
+def _hasher(digest: str | None):
+    return Digest(digest).hasher() if digest else None
+
+
+def _check_digest(reader: _HashingReader, expected: str, what: str) -> None:
+    actual = from_hasher(reader.hasher)
+    if actual != expected:
+        raise DigestMismatch(expected, actual, what)
+
+
+# -- the staging tree, through descriptors -----------------------------------------------------
+
+
+def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
     try:
-        st = os.lstat(path)
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        _make_writable_tree(path)
-        shutil.rmtree(path)
+        return None
+
+
+def _proc_path(fd: int, name: str | None = None) -> str:
+    """A path for calls that take no descriptor (l*xattr, chmod of an ``O_PATH`` one):
+    the kernel's link to the open directory or file, never a symlink of the layer."""
+    return f"/proc/self/fd/{fd}" + (f"/{name}" if name is not None else "")
+
+
+def _chmod_path_fd(fd: int, mode: int) -> None:
+    """chmod what an ``O_PATH`` descriptor holds (fchmod refuses those)."""
+    os.chmod(_proc_path(fd), mode)
+
+
+def _rmtree(parent_fd: int, name: str, on_directory: Callable[[os.stat_result], None] | None = None) -> None:
+    """Remove the directory ``name`` in ``parent_fd`` and all it holds, without following
+    any symlink and without recursion; ``on_directory`` sees each directory removed."""
+    frames: list[tuple[int, str, int, list[str]]] = []
+
+    def enter(pfd: int, child: str) -> None:
+        fd = os.open(child, _DIR_PATH, dir_fd=pfd)
+        try:
+            st = os.fstat(fd)
+            if st.st_mode & 0o700 != 0o700:  # a restricted directory (after finish): ours to open
+                _chmod_path_fd(fd, stat.S_IMODE(st.st_mode) | 0o700)
+            frames.append((pfd, child, fd, _names(fd)))
+        except BaseException:
+            os.close(fd)
+            raise
+
+    enter(parent_fd, name)
+    try:
+        while frames:
+            pfd, dname, fd, names = frames[-1]
+            if names:
+                child = names.pop()
+                st = _lstat(child, fd)
+                if st is None:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    if len(frames) > MAX_DEPTH + 2:
+                        raise UnpackError(f"directory tree deeper than {MAX_DEPTH} levels")
+                    enter(fd, child)
+                else:
+                    os.unlink(child, dir_fd=fd)
+                continue
+            frames.pop()
+            try:
+                if on_directory is not None:
+                    on_directory(os.fstat(fd))
+            finally:
+                os.close(fd)
+            os.rmdir(dname, dir_fd=pfd)
+    finally:
+        for _, _, fd, _ in frames:
+            os.close(fd)
+
+
+def _names(fd: int) -> list[str]:
+    """The names in the directory that a (possibly ``O_PATH``) descriptor holds."""
+    readable = os.open(".", _DIR_READ, dir_fd=fd)
+    try:
+        return os.listdir(readable)
+    finally:
+        os.close(readable)
+
+
+class _Tree:
+    """The staging root, reached only through directory descriptors opened one
+    component at a time with ``O_NOFOLLOW``; image symlinks are resolved here, inside the
+    root, as the container will see them."""
+
+    def __init__(self, root_fd: int):
+        self.root_fd = root_fd
+        self._fds: dict[tuple[str, ...], int] = {}  # real directories (no symlink in the key)
+
+    def close(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop every cached descriptor (a directory was removed: names may now hold
+        something else)."""
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+    def _child(self, fd: int, stack: list[str], part: str, transient: list[int]) -> int:
+        """Open the directory ``part`` in ``fd`` (cached when shallow enough); raise
+        OSError (ENOENT, ELOOP for a symlink, ENOTDIR) as openat does."""
+        key = (*stack, part) if len(stack) < FD_CACHE_DEPTH else None
+        if key is not None:
+            cached = self._fds.get(key)
+            if cached is not None:
+                return cached
+        child = os.open(part, _DIR_PATH, dir_fd=fd)
+        if key is not None and len(self._fds) < FD_CACHE_SIZE:
+            self._fds[key] = child
+        else:
+            transient.append(child)
+        return child
+
+    def walk(self, parts: Iterable[str], entry: str, create: bool) -> tuple[int, tuple[str, ...]] | None:
+        """The directory that ``parts`` names, symlinks resolved inside the root.
+
+        Returns a descriptor of it that the caller closes, and its real path (components,
+        no symlink among them); ``None`` when a component is missing (or not a directory)
+        and not ``create``. Missing directories are made (0755) when ``create``.
+        """
+        if len(self._fds) >= FD_CACHE_SIZE:
+            self.forget()
+        stack: list[str] = []
+        fds = [self.root_fd]
+        transient: list[int] = []
+        pending = deque(parts)
+        hops = 0
+        try:
+            while pending:
+                part = pending.popleft()
+                if part in ("", "."):
+                    continue
+                if part == "..":
+                    if not stack:
+                        raise UnsafeLayer(f"entry {entry!r} climbs out of the root directory")
+                    stack.pop()
+                    fds.pop()
+                    continue
+                if len(stack) >= MAX_DEPTH:
+                    raise UnpackError(f"entry {entry!r} nests directories deeper than {MAX_DEPTH} levels")
+                try:
+                    fd = self._child(fds[-1], stack, part, transient)
+                except FileNotFoundError:
+                    if not create:
+                        return None
+                    os.mkdir(part, 0o755, dir_fd=fds[-1])
+                    fd = self._child(fds[-1], stack, part, transient)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                        raise
+                    st = _lstat(part, fds[-1])
+                    if st is None or not stat.S_ISLNK(st.st_mode):
+                        if not create:
+                            return None
+                        where = "/".join((*stack, part))
+                        raise UnpackError(f"entry {entry!r}: {where} is not a directory") from None
+                    hops += 1
+                    if hops > MAX_SYMLINK_HOPS:
+                        raise UnsafeLayer(f"entry {entry!r}: too many levels of symbolic links") from None
+                    target = os.readlink(part, dir_fd=fds[-1])
+                    if target.startswith("/"):  # absolute: from the image's root
+                        stack.clear()
+                        del fds[1:]
+                    pending.extendleft(reversed(target.split("/")))
+                    continue
+                stack.append(part)
+                fds.append(fd)
+            return os.dup(fds[-1]), tuple(stack)
+        finally:
+            self._release(transient)
+
+    @staticmethod
+    def _release(transient: list[int]) -> None:
+        for fd in transient:
+            os.close(fd)
+
+    def open_exact(self, path: tuple[str, ...]) -> int | None:
+        """A readable descriptor of the directory at the real path ``path``, reached with
+        O_NOFOLLOW at every component; ``None`` if it is not there as a directory."""
+        transient: list[int] = []
+        fd = self.root_fd
+        stack: list[str] = []
+        try:
+            for part in path[:-1]:
+                fd = self._child(fd, stack, part, transient)
+                stack.append(part)
+            return os.open(path[-1], _DIR_READ, dir_fd=fd) if path else os.dup(self.root_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                return None
+            raise
+        finally:
+            self._release(transient)
+
+
+# -- entries -------------------------------------------------------------------------------
+
+
+def _parts(name: str, entry: str) -> tuple[str, ...]:
+    """A tar entry name as components; refuses absolute names and ``..``."""
+    if "\x00" in name:
+        raise UnsafeLayer(f"entry {entry!r} has a NUL byte in its name")
+    if name.startswith("/"):
+        raise UnsafeLayer(f"entry {entry!r} has an absolute path")
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafeLayer(f"entry {entry!r} has a '..' component")
+    return parts
+
+
+def _mtime_ns(member: tarfile.TarInfo) -> int:
+    """The modification time in nanoseconds: exact from a PAX record (tarfile rounds it
+    through a float), else the header's whole seconds."""
+    text = (member.pax_headers or {}).get("mtime")
+    if text is None:
+        seconds = member.mtime
+        if not isinstance(seconds, int):
+            raise UnsafeLayer(f"entry {member.name!r} has an invalid modification time {seconds!r}")
+        ns = seconds * _NS
     else:
-        os.unlink(path)
+        match = _PAX_TIME.fullmatch(text)
+        if match is None:
+            raise UnsafeLayer(f"entry {member.name!r} has an invalid modification time {text!r}")
+        sign, whole, fraction = match.groups()
+        ns = int(whole) * _NS + int((fraction or "")[:9].ljust(9, "0"))
+        ns = -ns if sign else ns
+    if not -(2**63) <= ns // _NS < 2**63:
+        raise UnsafeLayer(f"entry {member.name!r} has a modification time out of range")
+    return ns
 
 
-def _make_writable_tree(path: Path) -> None:
-    for directory, dirs, _ in os.walk(path):
-        with contextlib.suppress(OSError):
-            os.chmod(directory, os.lstat(directory).st_mode & 0o7777 | 0o700)
+def _check_member(member: tarfile.TarInfo) -> None:
+    """Refuse what no honest tar writer produces and the system calls cannot take."""
+    entry = member.name
+    if "\x00" in member.linkname:
+        raise UnsafeLayer(f"entry {entry!r} has a NUL byte in its link target")
+    for what, value in (("uid", member.uid), ("gid", member.gid)):
+        if not isinstance(value, int) or not 0 <= value <= _MAX_ID:
+            raise UnsafeLayer(f"entry {entry!r} has an invalid {what} {value!r}")
+    if not isinstance(member.size, int) or member.size < 0:
+        raise UnsafeLayer(f"entry {entry!r} has an invalid size {member.size!r}")
+    if member.ischr() or member.isblk():
+        for what, value in (("major", member.devmajor), ("minor", member.devminor)):
+            if not 0 <= value < 2**32:
+                raise UnsafeLayer(f"entry {entry!r} has an invalid device {what} number {value}")
+    for key in member.pax_headers or {}:
+        if key.startswith(XATTR_PREFIX) and "\x00" in key:
+            raise UnsafeLayer(f"entry {entry!r} has a NUL byte in an extended attribute name")
+
+
+@dataclass
+class _DirMeta:
+    path: tuple[str, ...]
+    mode: int
+    mtime_ns: int
 
 
 class LayerApplier:
-    """Applies layer tar streams, in order, to one root directory."""
+    """Applies layer tar streams, in order, to one (private, empty) root directory."""
 
     def __init__(self, root: Path, report: UnpackReport, rootless: bool | None = None):
-        self.root = root
-        self.fs = _Root(root)
+        self.root = Path(root)
         self.report = report
         self.privileged = (os.geteuid() == 0) if rootless is None else not rootless
-        self._dir_meta: dict[str, tuple[int, float]] = {}  # applied once all layers are in
+        self.root_fd = os.open(self.root, _DIR_READ)
+        self.tree = _Tree(self.root_fd)
+        self._dirs: dict[tuple[int, int], _DirMeta] = {}  # (st_dev, st_ino) -> applied at the end
+        self._root_meta: tuple[int, int] | None = None  # mode, mtime_ns of the entry "./"
+        self._written: set[str] = set()  # this layer's paths and their parents (for whiteouts)
 
-    def apply(self, stream, compression: str, layer_name: str) -> None:
-        if compression == "zstd":
-            reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True,
-                                                                read_size=CHUNK_SIZE)
-            mode = "r|"
-        else:
-            reader = stream
-            mode = {"gzip": "r|gz", "none": "r|"}[compression]
-        written: set[str] = set()
+    def close(self) -> None:
+        self.tree.close()
+        os.close(self.root_fd)
+
+    # -- layers ------------------------------------------------------------------------
+
+    def apply_layer(self, layer: LayerInput) -> None:
+        """Apply one layer, verifying its digest and diffID as it streams."""
+        with layer.open() as raw:
+            blob = _HashingReader(raw, _hasher(layer.digest))
+            try:
+                data = _HashingReader(decompressed_reader(blob, layer.compression), _hasher(layer.diff_id))
+                self.apply(data, layer.digest)
+                try:
+                    data.drain()  # end-of-archive blocks and padding tarfile left unread
+                except (EOFError, zlib.error, zstandard.ZstdError) as exc:
+                    raise UnpackError(f"layer {layer.digest} does not decompress: {exc}") from None
+                blob.drain()
+            except UnpackError:
+                blob.drain()  # a damaged blob is reported as such, not as a strange layer
+                if layer.digest:
+                    _check_digest(blob, layer.digest, f"layer {layer.digest}")
+                raise
+            if layer.digest:
+                _check_digest(blob, layer.digest, f"layer {layer.digest}")
+            if layer.diff_id:
+                _check_digest(data, layer.diff_id, f"uncompressed layer {layer.digest}")
+
+    def apply(self, stream, layer_name: str) -> None:
+        """Apply the uncompressed tar ``stream`` of the layer ``layer_name``."""
+        self._written = set()
+        last = None
         try:
-            with tarfile.open(fileobj=reader, mode=mode, bufsize=CHUNK_SIZE) as tar:
-                for member in tar:
-                    self._entry(tar, member, written)
+            with tarfile.open(fileobj=stream, mode="r|", bufsize=TAR_BUFSIZE, tarinfo=_TarInfo,
+                              encoding="utf-8", errors="surrogateescape") as tar:
+                while True:
+                    member = tar.next()
+                    if member is None:
+                        break
+                    tar.members.clear()  # tarfile keeps every header otherwise
+                    last = member.name
+                    self._entry(tar, member)
                     self.report.entries += 1
-        except (tarfile.TarError, EOFError, zstandard.ZstdError) as exc:
-            raise UnpackError(f"layer {layer_name} is not a valid tar stream: {exc}") from None
+        except UnpackError as exc:
+            if isinstance(exc, _BadTar):
+                where = f" after entry {last!r}" if last is not None else ""
+                raise UnpackError(f"layer {layer_name} is not a valid tar stream{where}: {exc}") from None
+            raise type(exc)(f"layer {layer_name}: {exc}") from None
+        except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError, ValueError, OverflowError) as exc:
+            where = f" after entry {last!r}" if last is not None else ""
+            raise UnpackError(f"layer {layer_name} is not a valid tar stream{where}: {exc}") from None
         self.report.layers += 1
 
     def finish(self) -> None:
-        """Set directory modes and times last: children change a directory's mtime, and a
-        read-only directory would have blocked them."""
-        for path in sorted(self._dir_meta, key=lambda p: p.count("/"), reverse=True):
-            mode, mtime = self._dir_meta[path]
-            with contextlib.suppress(FileNotFoundError):
-                os.chmod(path, mode)
-                os.utime(path, (mtime, mtime), follow_symlinks=False)
+        """Set directory modes and times last, deepest first, each on the very directory
+        recorded; then the root's (from a ``./`` entry, else 0755)."""
+        for key, meta in sorted(self._dirs.items(), key=lambda item: len(item[1].path), reverse=True):
+            fd = self.tree.open_exact(meta.path)
+            if fd is None:
+                continue
+            try:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != key:
+                    continue  # replaced since: what is there now is not what was recorded
+                os.chmod(fd, meta.mode)
+                os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
+            finally:
+                os.close(fd)
+        self._dirs.clear()
+        if self._root_meta is None:
+            os.chmod(self.root_fd, 0o755)
+        else:
+            mode, mtime_ns = self._root_meta
+            os.chmod(self.root_fd, mode)
+            os.utime(self.root_fd, ns=(mtime_ns, mtime_ns))
 
     # -- one entry -----------------------------------------------------------------------
 
-    def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo, written: set[str]) -> None:
-        rel = clean_name(member.name)
-        if rel == PurePosixPath("."):
-            return  # the root itself
-        name = rel.name
+    def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        try:
+            self._apply_entry(tar, member)
+        except UnpackError:
+            raise
+        except (OSError, ValueError, OverflowError, tarfile.TarError, EOFError, zlib.error,
+                zstandard.ZstdError) as exc:
+            raise UnpackError(f"entry {member.name!r}: {exc}") from None
+
+    def _apply_entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        entry = member.name
+        parts = _parts(entry, entry)
+        _check_member(member)
+        mtime_ns = _mtime_ns(member)
+        if not parts:
+            if not member.isdir():
+                raise UnsafeLayer(f"entry {entry!r} would replace the root directory with a non-directory")
+            self._own(member, self.root_fd)
+            self._xattrs(member, self.root_fd)
+            self._root_meta = (member.mode & 0o7777, mtime_ns)
+            return
+        name = parts[-1]
         if name.startswith(WHITEOUT_PREFIX):
-            self._whiteout(rel, member.name, written)
+            self._whiteout(parts, entry)
             return
-        parent = self.fs.resolve_parent(rel, member.name)
-        self._ensure_dirs(parent, member.name)
-        path = parent / name
-        key = str(path)
-        if member.isdir():
-            self._directory(path, member)
-        else:
-            self._replace(path)
-            if member.isreg():
-                self._file(tar, member, path)
-            elif member.issym():
-                os.symlink(member.linkname, path)
-            elif member.islnk():
-                self._hardlink(member, path)
-            elif member.ischr() or member.isblk() or member.isfifo():
-                if not self._device(member, path):
-                    return
+        parent_fd, stack = self.tree.walk(parts[:-1], entry, create=True)
+        try:
+            path = (*stack, name)
+            if member.isdir():
+                self._directory(member, parent_fd, name, path, mtime_ns)
             else:
-                log.warning("entry %r: unsupported tar type %r, skipped", member.name, member.type)
+                if member.isreg():
+                    self._file(tar, member, parent_fd, name, mtime_ns)
+                elif member.issym():
+                    self._symlink(member, parent_fd, name, mtime_ns)
+                elif member.islnk():
+                    self._hardlink(member, parent_fd, name)
+                elif member.ischr() or member.isblk() or member.isfifo():
+                    self._device(member, parent_fd, name, mtime_ns)
+                else:
+                    log.warning("entry %r: unsupported tar type %r, skipped", entry, member.type)
+                    return
+            self._mark_written(path)
+        finally:
+            os.close(parent_fd)
+
+    def _mark_written(self, path: tuple[str, ...]) -> None:
+        for depth in range(len(path), 0, -1):
+            key = "/".join(path[:depth])
+            if key in self._written:
                 return
-            self._metadata(member, path)
-        written.add(key)
+            self._written.add(key)
 
-    def _ensure_dirs(self, parent: Path, entry: str) -> None:
-        if parent == self.root:
-            return
-        try:
-            st = os.lstat(parent)
-        except FileNotFoundError:
-            self._ensure_dirs(parent.parent, entry)
-            os.mkdir(parent, 0o755)
-            return
-        if not stat.S_ISDIR(st.st_mode):
-            raise UnsafeLayer(f"entry {entry!r}: {parent.relative_to(self.root)} is not a directory")
-
-    def _replace(self, path: Path) -> None:
-        _remove(path)
-
-    def _directory(self, path: Path, member: tarfile.TarInfo) -> None:
-        try:
-            st = os.lstat(path)
-            if not stat.S_ISDIR(st.st_mode):
-                _remove(path)
-                os.mkdir(path, 0o700)
-        except FileNotFoundError:
-            os.mkdir(path, 0o700)
-        os.chmod(path, member.mode & 0o7777 | 0o700)  # writable by us until the end
-        self._own(member, path)
-        self._xattrs(member, path)
-        self._dir_meta[str(path)] = (member.mode & 0o7777, float(member.mtime))
-
-    def _file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> None:
-        source = tar.extractfile(member)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source, out, CHUNK_SIZE)
-
-    def _hardlink(self, member: tarfile.TarInfo, path: Path) -> None:
-        target_rel = clean_name(member.linkname)
-        target = self.fs.resolve(target_rel, member.name)
-        try:
-            st = os.lstat(target)
-        except FileNotFoundError:
-            raise UnsafeLayer(f"entry {member.name!r} is a hard link to {member.linkname!r}, "
-                              f"which is not in the image") from None
+    def _remove(self, parent_fd: int, name: str, st: os.stat_result) -> None:
+        """Remove what ``name`` holds; a directory's recorded metadata goes with it."""
         if stat.S_ISDIR(st.st_mode):
+            self.tree.forget()
+            _rmtree(parent_fd, name, lambda d: self._dirs.pop((d.st_dev, d.st_ino), None))
+        else:
+            os.unlink(name, dir_fd=parent_fd)
+
+    def _replacing(self, parent_fd: int, name: str, make: Callable[[], int | None]) -> int | None:
+        """``make()`` the entry; if the name is taken, remove what holds it (a directory
+        with all it holds) and make it again."""
+        try:
+            return make()
+        except FileExistsError:
+            existing = _lstat(name, parent_fd)
+            if existing is not None:
+                self._remove(parent_fd, name, existing)
+            return make()
+
+    def _directory(self, member, parent_fd: int, name: str, path: tuple[str, ...], mtime_ns: int) -> None:
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent_fd)
+        except FileExistsError:
+            existing = _lstat(name, parent_fd)
+            if existing is None or not stat.S_ISDIR(existing.st_mode):  # a directory stays, with what it holds
+                self._replacing(parent_fd, name, lambda: os.mkdir(name, 0o700, dir_fd=parent_fd))
+        fd = os.open(name, _DIR_READ, dir_fd=parent_fd)
+        try:
+            st = os.fstat(fd)
+            self._own(member, fd)
+            os.chmod(fd, member.mode & 0o777 | 0o700)  # ours to fill until the end; no set-id yet
+            self._xattrs(member, fd)
+            self._dirs[(st.st_dev, st.st_ino)] = _DirMeta(path, member.mode & 0o7777, mtime_ns)
+        finally:
+            os.close(fd)
+
+    def _file(self, tar, member, parent_fd: int, name: str, mtime_ns: int, source=True) -> None:
+        fd = self._replacing(parent_fd, name, lambda: os.open(name, _NEW_FILE, 0o600, dir_fd=parent_fd))
+        try:
+            if source and member.size:
+                body = tar.extractfile(member)
+                buffer = bytearray(min(CHUNK_SIZE, member.size))
+                view = memoryview(buffer)
+                while n := body.readinto(buffer):
+                    written = 0
+                    while written < n:
+                        written += os.write(fd, view[written:n])
+            self._own(member, fd)  # before chmod: chown clears set-id bits
+            os.chmod(fd, member.mode & 0o7777)
+            self._xattrs(member, fd)
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+        finally:
+            os.close(fd)
+
+    def _symlink(self, member, parent_fd: int, name: str, mtime_ns: int) -> None:
+        self._replacing(parent_fd, name, lambda: os.symlink(member.linkname, name, dir_fd=parent_fd))
+        if self.privileged:
+            self._chown_quietly(lambda: os.chown(name, member.uid, member.gid, dir_fd=parent_fd,
+                                                 follow_symlinks=False))
+        self._xattrs(member, _proc_path(parent_fd, name))
+        os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=parent_fd, follow_symlinks=False)
+
+    def _hardlink(self, member, parent_fd: int, name: str) -> None:
+        """A hard link to what the target names itself: a file, or a symlink (not
+        followed); its metadata is the target's (no header of its own is applied)."""
+        target = _parts(member.linkname, member.name)
+        if not target:
             raise UnsafeLayer(f"entry {member.name!r} is a hard link to a directory")
-        os.link(target, path, follow_symlinks=False)
+        found = self.tree.walk(target[:-1], member.name, create=False)
+        if found is None:
+            raise UnsafeLayer(f"entry {member.name!r} is a hard link to {member.linkname!r}, "
+                              f"which is not in the image")
+        target_fd, _ = found
+        try:
+            st = _lstat(target[-1], target_fd)
+            if st is None:
+                raise UnsafeLayer(f"entry {member.name!r} is a hard link to {member.linkname!r}, "
+                                  f"which is not in the image")
+            if stat.S_ISDIR(st.st_mode):
+                raise UnsafeLayer(f"entry {member.name!r} is a hard link to a directory")
+            self._replacing(parent_fd, name, lambda: os.link(target[-1], name, src_dir_fd=target_fd,
+                                                             dst_dir_fd=parent_fd, follow_symlinks=False))
+        finally:
+            os.close(target_fd)
 
-    def _device(self, member: tarfile.TarInfo, path: Path) -> bool:
+    def _device(self, member, parent_fd: int, name: str, mtime_ns: int) -> None:
+        if not member.isfifo() and not self.privileged:
+            # As umoci --rootless: an empty file in its place, with its mode and times.
+            self._file(None, member, parent_fd, name, mtime_ns, source=False)
+            self.report.device_placeholders.append(member.name)
+            log.debug("entry %r: device node written as an empty file (needs root)", member.name)
+            return
         kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
-        if kind != stat.S_IFIFO and not self.privileged:
-            self.report.skipped_devices.append(member.name)
-            log.warning("entry %r: device node skipped (not running as root)", member.name)
-            return False
-        os.mknod(path, kind | (member.mode & 0o7777), os.makedev(member.devmajor, member.devminor))
-        return True
+        device = os.makedev(member.devmajor, member.devminor) if kind != stat.S_IFIFO else 0
+        self._replacing(parent_fd, name, lambda: os.mknod(name, kind | 0o600, device, dir_fd=parent_fd))
+        fd = os.open(name, _O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)  # never opened for I/O
+        try:
+            if stat.S_IFMT(os.fstat(fd).st_mode) != kind:
+                raise UnpackError(f"entry {member.name!r}: replaced while being made")
+            if self.privileged:
+                self._chown_quietly(lambda: os.chown(name, member.uid, member.gid, dir_fd=parent_fd,
+                                                     follow_symlinks=False))
+            _chmod_path_fd(fd, member.mode & 0o7777)
+            self._xattrs(member, _proc_path(fd), follow=True)  # the kernel's link to this very node
+        finally:
+            os.close(fd)
+        os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=parent_fd, follow_symlinks=False)
 
-    def _metadata(self, member: tarfile.TarInfo, path: Path) -> None:
-        self._own(member, path)
-        if not member.issym():
-            os.chmod(path, member.mode & 0o7777)
-        self._xattrs(member, path)
-        if not member.islnk():
-            os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
-
-    def _own(self, member: tarfile.TarInfo, path: Path) -> None:
+    def _own(self, member, fd: int) -> None:
         if self.privileged:  # rootless, ownership stays ours (as umoci --rootless)
-            with contextlib.suppress(OSError):
-                os.chown(path, member.uid, member.gid, follow_symlinks=False)
+            self._chown_quietly(lambda: os.chown(fd, member.uid, member.gid))
 
-    def _xattrs(self, member: tarfile.TarInfo, path: Path) -> None:
+    @staticmethod
+    def _chown_quietly(chown: Callable[[], None]) -> None:
+        try:
+            chown()
+        except OSError as exc:  # an id the user namespace does not map
+            log.debug("chown refused: %s", exc)
+
+    def _xattrs(self, member, target: int | str, follow: bool = False) -> None:
+        """Set the entry's xattrs on ``target``: a descriptor, or a /proc path (its last
+        component followed only if ``follow``: a /proc/self/fd link to the node itself).
+        What cannot be set is reported by name."""
         for key, value in (member.pax_headers or {}).items():
-            if not key.startswith("SCHILY.xattr."):
+            if not key.startswith(XATTR_PREFIX):
+                continue
+            name = key[len(XATTR_PREFIX):]
+            data = value.encode("utf-8", "surrogateescape")
+            try:
+                if isinstance(target, int):
+                    os.setxattr(target, name, data)
+                else:
+                    os.setxattr(target, name, data, follow_symlinks=follow)
+            except OSError as exc:
+                self.report.dropped_xattrs.append((member.name, name))
+                log.debug("entry %r: xattr %s not set: %s", member.name, name, exc)
+
+    # -- whiteouts -----------------------------------------------------------------------
+
+    def _whiteout(self, parts: tuple[str, ...], entry: str) -> None:
+        name = parts[-1]
+        opaque = name == OPAQUE
+        victim = name[len(WHITEOUT_PREFIX):]
+        if not opaque and victim in ("", ".", ".."):
+            raise UnsafeLayer(f"entry {entry!r} is an invalid whiteout")
+        if not opaque and victim.startswith(WHITEOUT_PREFIX):
+            log.debug("entry %r: whiteout metadata ignored", entry)  # AUFS' .wh..wh.* files
+            return
+        found = self.tree.walk(parts[:-1], entry, create=False)
+        if found is None:
+            return  # nothing there to hide
+        parent_fd, stack = found
+        try:
+            if opaque:
+                self._prune(stack)
+                return
+            st = _lstat(victim, parent_fd)
+            if st is None:
+                return
+            path = (*stack, victim)
+            if "/".join(path) not in self._written:
+                self._remove(parent_fd, victim, st)
+            elif stat.S_ISDIR(st.st_mode):
+                self._prune(path)  # written by this very layer: only what lower layers put there goes
+        finally:
+            os.close(parent_fd)
+
+    def _prune(self, path: tuple[str, ...]) -> None:
+        """Remove from the directory at ``path``, and from its subdirectories this layer
+        wrote, whatever this layer did not write (lower layers' content)."""
+        pending = [path]
+        while pending:
+            where = pending.pop()
+            fd = self.tree.open_exact(where)
+            if fd is None:
                 continue
             try:
-                os.setxattr(path, key[len("SCHILY.xattr."):], value.encode("utf-8", "surrogateescape"),
-                            follow_symlinks=False)
-            except OSError:
-                self.report.xattrs_dropped += 1
+                for child in _names(fd):
+                    key = "/".join((*where, child))
+                    st = _lstat(child, fd)
+                    if st is None:
+                        continue
+                    if key not in self._written:
+                        self._remove(fd, child, st)
+                    elif stat.S_ISDIR(st.st_mode):
+                        pending.append((*where, child))
+            finally:
+                os.close(fd)
 
-    def _whiteout(self, rel: PurePosixPath, entry: str, written: set[str]) -> None:
-        parent = self.fs.resolve_parent(rel, entry)
-        if not parent.is_dir() or parent.is_symlink():
-            return
-        if rel.name == OPAQUE:
-            # Empty the directory of what lower layers put there; keep this layer's entries.
-            for child in os.listdir(parent):
-                child_path = parent / child
-                if str(child_path) not in written:
-                    _remove(child_path)
-            return
-        victim = parent / rel.name[len(WHITEOUT_PREFIX):]
-        if victim.name in ("", ".", ".."):
-            raise UnsafeLayer(f"entry {entry!r} is an invalid whiteout")
-        _remove(victim)
+
+# -- the target ----------------------------------------------------------------------------
 
 
 def prepare_target(directory: Path) -> None:
@@ -304,10 +813,28 @@ def prepare_target(directory: Path) -> None:
         raise UnpackError(f"{directory} is not empty")
 
 
-def unpack_layers(layers, directory: Path, rootless: bool | None = None) -> UnpackReport:
-    """Apply ``layers`` (``(name, opener, compression)`` triples, in order) to ``directory``.
+def _remove_staging(staging: Path) -> None:
+    try:
+        parent_fd = os.open(staging.parent, _DIR_PATH & ~os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        if _lstat(staging.name, parent_fd) is not None:
+            _rmtree(parent_fd, staging.name)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", staging, exc)
+    finally:
+        os.close(parent_fd)
 
-    :param rootless: change no ownership and skip device nodes (default: when not root).
+
+def unpack_layers(layers: Iterable[LayerInput | tuple], directory: Path, rootless: bool | None = None) -> UnpackReport:
+    """Apply ``layers`` (:class:`LayerInput`, in order) to ``directory``, absent or empty.
+
+    :param rootless: change no ownership and write device nodes as empty files (default:
+        when not root).
+    :raises UnpackError: the target cannot be used, or a layer was refused (naming it and
+        the entry); :class:`~contentstore.errors.DigestMismatch` when a blob is not what
+        its digest or diffID says. Either way the target is left as it was.
     """
     directory = Path(directory).absolute()
     prepare_target(directory)
@@ -316,17 +843,21 @@ def unpack_layers(layers, directory: Path, rootless: bool | None = None) -> Unpa
     report = UnpackReport()
     try:
         applier = LayerApplier(staging, report, rootless)
-        for name, opener, compression in layers:
-            with opener() as stream:
-                applier.apply(stream, compression, name)
-        applier.finish()
-        os.chmod(staging, 0o755)
+        try:
+            for layer in layers:
+                if not isinstance(layer, LayerInput):
+                    layer = LayerInput(*layer)
+                applier.apply_layer(layer)
+            try:
+                applier.finish()
+            except OSError as exc:
+                raise UnpackError(f"cannot set the modes and times of directories: {exc}") from None
+        finally:
+            applier.close()
         if directory.exists():
             os.rmdir(directory)  # empty, checked above
         os.rename(staging, directory)
     except BaseException:
-        if staging.exists():
-            _make_writable_tree(staging)
-            shutil.rmtree(staging, ignore_errors=True)
+        _remove_staging(staging)
         raise
     return report
