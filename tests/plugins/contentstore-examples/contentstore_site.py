@@ -1,6 +1,6 @@
 """A site policy: pull only from allowed repositories, with a team endpoint as a fallback."""
-from contentstore.model.endpoint import Endpoint
 from contentstore.errors import ConfigError, ContentStoreError
+from contentstore.model.endpoint import Endpoint
 from contentstore.plugin import hookimpl
 
 DEFAULTS = {"allowed": [], "fallback": None}
