@@ -335,3 +335,21 @@ def test_plugins_are_listed_by_kind():
     kinds = {p.name: p.kind for p in plugins.info()}
     assert kinds["everything"] == "policy+command+events"
     assert kinds["mirror"] == "policy" and kinds["oci"] == "format"
+
+
+def test_every_type_in_a_hook_signature_is_listed_with_its_module():
+    """hooks.md says where Endpoint, Config, Reference... live; the list must be whole and true."""
+    import importlib
+    import re
+
+    from contentstore.plugin import docs as hookdoc
+    from contentstore.plugin.spec import TYPES
+
+    for name, (path, _) in TYPES.items():
+        module, _, attribute = path.rpartition(".")
+        assert getattr(importlib.import_module(module), attribute).__name__ == name
+    named = set()
+    for function in hookdoc.hooks():
+        for annotation in function.__annotations__.values():
+            named.update(re.findall(r"\b([A-Z][A-Za-z]+)\b", str(annotation)))
+    assert named - {"Exception", "None"} <= set(TYPES) | {"Response", "Session"}  # requests' own

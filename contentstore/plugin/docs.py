@@ -30,7 +30,8 @@ def render() -> str:
         "",
         "Generated from `contentstore/plugin/spec.py` by `python -m contentstore.plugin.docs`;",
         "do not edit by hand. Implement a hook by defining a function of the same name",
-        "marked with `contentstore.plugin.hookimpl`; take only the arguments you need.",
+        "(marked with `contentstore.plugin.hookimpl`); take only the arguments you need.",
+        "Writing a plugin, with worked examples: [plugins.md](plugins.md).",
         "",
     ]
     module_doc = inspect.getdoc(hookspecs) or ""
@@ -42,6 +43,8 @@ def render() -> str:
     for function in hooks():
         options = getattr(function, "contentstore_spec", {}) or {}
         signature = str(inspect.signature(function)).replace("'", "")
+        out.append(f'<a id="{function.__name__}"></a>')
+        out.append("")
         out.append(f"## `{function.__name__}{signature}`")
         out.append("")
         if options.get("firstresult"):
