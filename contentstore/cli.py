@@ -2,6 +2,11 @@
 
 Errors are one line on stderr (``contentstore: error: …``) with exit status 1; usage
 errors exit 2; a traceback only with ``-v``.
+
+Plugins are loaded before the arguments are parsed, as pytest does, so that they can add
+commands (``contentstore_add_commands``); ``-p no:NAME`` among the global options is
+read first so a switched-off plugin is never imported. A plugin that fails to load is
+one warning on stderr, none with ``-q``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import os
 import shutil
 import sys
 import traceback
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from contentstore.errors import ContentStoreError, UsageError
 from contentstore.model.reference import Reference
@@ -21,31 +26,37 @@ from contentstore.progress import for_stream, human_size, quiet
 from contentstore.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from contentstore.plugin.manager import Plugins
     from contentstore.store import Store
 
 PROG = "contentstore"
+#: The argparse default that marks a command a plugin added (its plugin's name).
+PLUGIN_DEST = "_contentstore_plugin"
 
 
 class Context:
-    """What every command gets: the parsed options and, lazily, the store."""
+    """What every command gets: the parsed options, the plugins and, lazily, the store."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, plugins: Plugins | None = None):
         self.args = args
+        self.plugins = plugins
         self._store: Store | None = None
 
     @property
     def store(self) -> Store:
-        """The store, opened on first use: ``--help`` and usage errors import none of it."""
+        """The store, opened on first use: ``--help`` and usage errors open none of it."""
         if self._store is None:
-            from contentstore.plugin import manager as pluginmanager
             from contentstore.store import Store
 
-            disabled = {name[3:] for name in self.args.plugin_options if name.startswith("no:")}
-            plugins = pluginmanager.create(disabled=disabled)
-            for failure in plugins.failures:
-                self.warn(f"plugin {failure.name!r} failed to load and is ignored: {failure.error}")
-            self._store = Store(self.args.root, plugins=plugins, config=self.args.config)
+            if self.plugins is None:
+                self.plugins = load_plugins(self.args.plugin_options, warn=self.plugin_warning)
+            self._store = Store(self.args.root, plugins=self.plugins, config=self.args.config)
         return self._store
+
+    def plugin_warning(self, text: str) -> None:
+        """A plugin failed to load or to handle a notification: one line, none with -q."""
+        if not self.args.quiet:
+            self.warn(text)
 
     def out(self, text: str = "") -> None:
         print(text, flush=True)
@@ -328,7 +339,47 @@ def cmd_plugins(ctx: Context) -> int:
 # -- parser -----------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def disabled_plugins(options: Iterable[str]) -> set[str]:
+    """The plugin names ``-p no:NAME`` options switch off."""
+    return {option[3:] for option in options if option.startswith("no:") and len(option) > 3}
+
+
+def load_plugins(options: Iterable[str], warn=None, extra_plugins: Iterable[tuple[str, object]] = ()) -> Plugins:
+    from contentstore.plugin import manager as pluginmanager
+
+    return pluginmanager.create(disabled=disabled_plugins(options), extra_plugins=extra_plugins, warn=warn)
+
+
+#: Global options that take a value, as ``build_parser`` defines them.
+_VALUE_OPTIONS = {"--root", "--config", "-p"}
+
+
+def global_plugin_options(argv: list[str]) -> list[str]:
+    """The ``-p`` values among the global options (those before the command), read before
+    the parser exists, since plugins add commands to it (pytest reads ``-p`` so too)."""
+    values = []
+    position = 0
+    while position < len(argv):
+        arg = argv[position]
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            break  # the command
+        name, equals, value = arg.partition("=")
+        if arg.startswith("-p") and not arg.startswith("--"):
+            if equals and name == "-p":
+                values.append(value)
+            elif len(arg) > 2:
+                values.append(arg[2:])
+            elif position + 1 < len(argv):
+                values.append(argv[position + 1])
+                position += 1
+        elif name in _VALUE_OPTIONS and not equals:
+            position += 1  # skip its value
+        position += 1
+    return values
+
+
+def build_parser(plugins: Plugins | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with ``plugins``, the commands they add too."""
     parser = argparse.ArgumentParser(prog=PROG, description="A daemon-less local content store "
                                      "for container images and OCI artifacts.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -468,11 +519,23 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
     commands.add_parser("plugins", help="installed plugins: name, kind, version, distribution"
                         ).set_defaults(func=cmd_plugins)
+    if plugins is not None:
+        for command, plugin in plugins.add_commands(commands).items():
+            commands.choices[command].set_defaults(**{PLUGIN_DEST: plugin})
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, extra_plugins: Iterable[tuple[str, object]] = ()) -> int:
+    """Run the command line; ``extra_plugins`` (``(name, plugin)`` pairs) are registered
+    besides the installed ones, and obey ``-p no:NAME`` as they do (tests, embedders)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    failures: list[str] = []
+    try:
+        plugins = load_plugins(global_plugin_options(argv), warn=failures.append, extra_plugins=extra_plugins)
+        parser = build_parser(plugins)
+    except ContentStoreError as exc:  # a required plugin switched off; a plugin's command refused
+        print(f"{PROG}: error: {_message(exc)}", file=sys.stderr, flush=True)
+        return 1
     args = parser.parse_args(argv)
     for option in args.plugin_options:
         if not option.startswith("no:") or len(option) <= 3:
@@ -481,8 +544,16 @@ def main(argv: list[str] | None = None) -> int:
                         format=f"{PROG}: %(levelname)s: %(message)s")
     if not args.verbose:  # urllib3 reports each retry; the final error says enough
         logging.getLogger("urllib3").setLevel(logging.ERROR)
-    ctx = Context(args)
+    ctx = Context(args, plugins)
+    for failure in failures:
+        ctx.plugin_warning(failure)
+    plugins.warn = ctx.plugin_warning
     try:
+        plugin = getattr(args, PLUGIN_DEST, None)
+        if plugin is not None:
+            store = ctx.store
+            store.config  # noqa: B018 - loaded, so the plugin's settings are read first
+            return plugins.run_command(plugin, args.command, getattr(args, "func", None), store, args)
         return args.func(ctx)
     except UsageError as exc:
         parser.error(str(exc))

@@ -1,14 +1,17 @@
 """The TOML configuration file: per-registry mirrors and insecure flags, concurrency,
-deadlines and the minimum transfer rate.
+deadlines and the minimum transfer rate, and each plugin's own settings.
 
 Found at ``--config``, else ``$CONTENTSTORE_CONFIG``, else
 ``platformdirs.user_config_path("contentstore") / "config.toml"`` (a missing default
 file is an empty configuration). A malformed file or an unknown key is a
-:class:`ConfigError` naming the file and the line.
+:class:`ConfigError` naming the file and the line. A plugin's settings live in its own
+``[plugins.NAME]`` table, which the core hands to that plugin unchecked
+(:meth:`Config.plugin_settings`); the plugin checks it.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import tomllib
@@ -24,7 +27,7 @@ CONFIG_ENV = "CONTENTSTORE_CONFIG"
 _NUMBER = (int, float)
 _TOP_KEYS = {"registry": dict, "max_concurrent_downloads": int, "max_concurrent_uploads": int,
              "upload_chunk_size": int, "pull": dict, "request_deadline": _NUMBER, "min_transfer_rate": int,
-             "transfer_rate_window": _NUMBER}
+             "transfer_rate_window": _NUMBER, "plugins": dict}
 _PULL_KEYS = {"verify_diffids": bool}
 _REGISTRY_KEYS = {"mirrors": list, "insecure": bool, "mirror_fallback": bool}
 
@@ -67,9 +70,23 @@ class Config:
     #: ``transfer_rate_window`` seconds, is cut off (and resumed); 0: no minimum.
     min_transfer_rate: int = 1024
     transfer_rate_window: float = 30.0
+    #: ``[plugins.NAME]`` tables, by plugin name, as the file has them.
+    plugins: dict[str, dict] = field(default_factory=dict)
+    #: The file's text, to name the line of a plugin's setting in an error.
+    text: str = field(default="", repr=False, compare=False)
 
     def registry(self, host: str) -> RegistryConfig:
         return self.registries.get(host, RegistryConfig())
+
+    def plugin_settings(self, name: str) -> dict:
+        """The ``[plugins.NAME]`` table of the plugin ``name`` (its entry-point name), as a
+        new ``dict``; ``{}`` when the file has none."""
+        return copy.deepcopy(self.plugins.get(name, {}))
+
+    def where(self, plugin: str, key: str | None = None) -> str:
+        """``FILE:LINE`` of ``key`` in ``[plugins.PLUGIN]`` (of the table itself when the key
+        is not found), for an error message."""
+        return f"{self.path}:{_line_of_plugin_setting(self.text, plugin, key)}"
 
 
 _MIRROR_URL = re.compile(r"^https?://[^/\s]+/?$")
@@ -123,9 +140,31 @@ def load(path: str | os.PathLike | None = None) -> Config:
 
 
 def _line_of(text: str, key: str) -> int:
-    pattern = re.compile(rf'^\s*(?:{re.escape(key)}|"{re.escape(key)}")\s*=', re.M)
+    pattern = re.compile(rf'^[ \t]*(?:{re.escape(key)}|"{re.escape(key)}")\s*=', re.M)
     match = pattern.search(text)
     return text.count("\n", 0, match.start()) + 1 if match else 1
+
+
+def _line_of_plugin_setting(text: str, plugin: str, key: str | None) -> int:
+    """The line of ``[plugins.PLUGIN]`` (its header, or the first ``key =`` after it)."""
+    name = rf'(?:{re.escape(plugin)}|"{re.escape(plugin)}"|\'{re.escape(plugin)}\')'
+    header = re.compile(rf"^[ \t]*\[\s*plugins\s*\.\s*{name}\s*\]", re.M).search(text)
+    if header is None:  # an inline table or dotted keys: plugins.NAME = {...}
+        header = re.compile(rf"^[ \t]*plugins\s*\.\s*{name}\s*[.=]", re.M).search(text)
+    if header is None:  # NAME = ... under [plugins]
+        table = re.compile(r"^[ \t]*\[\s*plugins\s*\]", re.M).search(text)
+        if table is not None:
+            header = re.compile(rf"^[ \t]*{name}\s*[.=]", re.M).search(text, table.end())
+    if header is None:
+        return 1
+    start = header.start()
+    if key is not None:
+        setting = re.compile(rf'^[ \t]*(?:{re.escape(key)}|"{re.escape(key)}")\s*=', re.M)
+        following = setting.search(text, header.end())
+        next_table = re.compile(r"^[ \t]*\[", re.M).search(text, header.end())
+        if following and (next_table is None or following.start() < next_table.start()):
+            start = following.start()
+    return text.count("\n", 0, start) + 1
 
 
 def _check(path: Path, text: str, table: dict, allowed: dict, where: str) -> None:
@@ -159,6 +198,11 @@ def _build(path: Path, text: str, data: dict) -> Config:
         )
     pull = data.get("pull", {})
     _check(path, text, pull, _PULL_KEYS, " in [pull]")
+    plugins = data.get("plugins", {})
+    for name, table in plugins.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}:{_line_of_plugin_setting(text, name, None)}: plugins.{name} must be "
+                              f"a table: [plugins.{name}], the settings of the plugin {name!r}")
     for key in ("max_concurrent_downloads", "max_concurrent_uploads", "upload_chunk_size"):
         if key in data and data[key] < 1:
             raise ConfigError(f"{path}:{_line_of(text, key)}: {key!r} must be at least 1")
@@ -178,4 +222,6 @@ def _build(path: Path, text: str, data: dict) -> Config:
         request_deadline=float(data.get("request_deadline", Config.request_deadline)),
         min_transfer_rate=data.get("min_transfer_rate", Config.min_transfer_rate),
         transfer_rate_window=float(data.get("transfer_rate_window", Config.transfer_rate_window)),
+        plugins=plugins,
+        text=text,
     )

@@ -167,7 +167,9 @@ class UnsupportedMediaType(ContentStoreError):
 
 
 class PluginError(ContentStoreError):
-    """A plugin could not be loaded, or is required and was disabled."""
+    """A plugin could not be loaded, is required and was disabled, or failed with an
+    exception that is not a :class:`ContentStoreError` (a bug in it: the message names
+    the plugin and how to switch it off)."""
 
 
 # -- local images ------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from contentstore.errors import (
     InvalidReference,
     MetadataError,
     ReferenceNotFound,
+    UnpackError,
 )
 from contentstore.local import maintenance
 from contentstore.local.content import BlobInfo, ContentStore, IngestWriter
@@ -43,6 +44,7 @@ from contentstore.model.limits import MAX_MANIFEST_SIZE
 from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor, ImageManifest, Manifest, ManifestIndex
 from contentstore.model.platform import Platform
 from contentstore.model.reference import Reference
+from contentstore.plugin import NOT_A_TAR
 from contentstore.plugin import manager as pluginmanager
 from contentstore.progress import ProgressCallback, quiet
 
@@ -108,10 +110,27 @@ class Store:
 
     @property
     def config(self) -> configuration.Config:
-        """The configuration: as given, else loaded from its default place on first use."""
+        """The configuration: as given, else loaded from its default place on first use;
+        then handed to the plugins (``contentstore_configure``), once."""
         if not isinstance(self._config, configuration.Config):
             self._config = configuration.load(self._config)
+        self.plugins.configure(self._config)
         return self._config
+
+    def _plugins_for(self, hook: str) -> pluginmanager.Plugins:
+        """The plugins, configured first when one of them implements ``hook`` (and so may
+        need its settings); local commands otherwise read no configuration."""
+        if self.plugins.implements(hook) and self.plugins.implements("contentstore_configure"):
+            self.config  # noqa: B018 - loads it and configures the plugins
+        return self.plugins
+
+    def _verifier(self, operation: str):
+        """``verify(reference, descriptor)`` for pull, copy and import: the plugins'
+        ``contentstore_verify_image``, shown this store."""
+        def verify(reference: Reference | None, descriptor: Descriptor) -> None:
+            plugins = self._plugins_for("contentstore_verify_image")
+            plugins.verify_image(reference=reference, descriptor=descriptor, store=self, operation=operation)
+        return verify
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -385,7 +404,7 @@ class Store:
 
     def pull(self, ref: str, platform: str | Platform | None = None, all_platforms: bool = False,
              all_tags: bool = False, progress: ProgressCallback | None = None,
-             verify_diffids: bool | None = None, referrers: bool = False):
+             verify_diffids: bool | None = None, referrers: bool = False, operation: str = "pull"):
         """Pull ``ref`` from its registry into the store, as ``docker pull`` does.
 
         Every blob's digest is verified as it downloads. A layer's diffID is verified where
@@ -400,24 +419,30 @@ class Store:
             (default: ``verify_diffids`` under ``[pull]`` in the configuration).
         :param referrers: also pull the referrers (OCI 1.1: signatures, SBOMs) of what is
             pulled, and theirs, by digest; gc keeps them while it keeps the image.
+        :param operation: the command this pull serves, as the plugins are told it
+            (``copy`` passes ``"copy"``).
         :return: the pulled :class:`Image` (a list of them with ``all_tags``).
         """
-        return self._pull(ref, platform, all_platforms, all_tags, progress, verify_diffids, referrers)
+        return self._pull(ref, platform, all_platforms, all_tags, progress, verify_diffids, referrers,
+                          operation=operation)
 
     def _pull(self, ref: str, platform: str | Platform | None = None, all_platforms: bool = False,
               all_tags: bool = False, progress: ProgressCallback | None = None,
-              verify_diffids: bool | None = None, referrers: bool = False, artifacts: bool = False):
+              verify_diffids: bool | None = None, referrers: bool = False, artifacts: bool = False,
+              operation: str = "pull"):
         """:meth:`pull`; with ``artifacts``, any artifact whatever its config (the ORAS path)."""
         from contentstore.remote.pull import Puller
 
         wanted = Platform.parse(platform) if isinstance(platform, str) else platform
         self._upgrade_once()
         puller = Puller(self.content, self.layout, self.metadata, self.manifests, self.view, self.leases,
-                        self._access(progress))
+                        self._access(progress, operation), verify=self._verifier(operation))
         if verify_diffids is None:
             verify_diffids = self.config.verify_diffids
         results = puller.pull(ref, platform=wanted, all_platforms=all_platforms, all_tags=all_tags,
                               verify_diffids=verify_diffids, artifacts=artifacts, referrers=referrers)
+        for result in results:
+            self.plugins.image_pulled(reference=result.reference, descriptor=result.document, store=self)
         images = [self._pulled_image(result) for result in results]
         return images if all_tags else images[0]
 
@@ -435,30 +460,37 @@ class Store:
         return image
 
     def push(self, src: str, dest: str | None = None, progress: ProgressCallback | None = None,
-             referrers: bool = False):
+             referrers: bool = False, operation: str = "push"):
         """Push the local image ``src`` (an index with its children) to ``dest`` (default:
         where ``src`` names). Returns a :class:`~contentstore.push.PushResult`.
 
         A manifest with a ``subject`` is added to the registry's referrers tag of its
         subject when the registry has no referrers API. With ``referrers``, the store's
         referrers of ``src`` (and theirs) are pushed after it, by digest.
+
+        :param operation: the command this push serves, as the plugins are told it.
         """
         from contentstore.remote.push import Pusher
 
-        pusher = Pusher(self.content, self.metadata, self.manifests, self.leases, self._access(progress))
-        return pusher.push(src, self._described(self.resolve(src)), dest, referrers=referrers)
+        pusher = Pusher(self.content, self.metadata, self.manifests, self.leases, self._access(progress, operation))
+        descriptor = self._described(self.resolve(src))
+        result = pusher.push(src, descriptor, dest, referrers=referrers)
+        self.plugins.image_pushed(reference=result.reference,
+                                  descriptor=Descriptor(descriptor.media_type, result.digest, result.size))
+        return result
 
-    def _access(self, progress: ProgressCallback | None):
+    def _access(self, progress: ProgressCallback | None, operation: str = "pull"):
         from contentstore.remote.access import RegistryAccess
 
-        return RegistryAccess(self.config, self.plugins, progress=progress if progress is not None else quiet)
+        return RegistryAccess(self.config, self.plugins, progress=progress if progress is not None else quiet,
+                              operation=operation)
 
     def copy(self, src: str, dest: str, progress: ProgressCallback | None = None, referrers: bool = False):
         """Registry to registry through the store (every platform), as ``skopeo copy``;
         with ``referrers``, the referrers come along (digests kept)."""
-        self.pull(src, all_platforms=True, progress=progress, referrers=referrers)
+        self.pull(src, all_platforms=True, progress=progress, referrers=referrers, operation="copy")
         source = Reference.parse(src)
-        return self.push(str(source), dest, progress=progress, referrers=referrers)
+        return self.push(str(source), dest, progress=progress, referrers=referrers, operation="copy")
 
     # -- artifacts and referrers (OCI 1.1) ---------------------------------------------------
 
@@ -617,6 +649,10 @@ class Store:
             if not self.exists(layer.digest):
                 raise BlobNotFound(layer.digest)
             compression = self.plugins.layer_compression(layer.media_type)
+            if compression == NOT_A_TAR:
+                raise UnpackError(f"{ref}: layer {layer.digest} ({layer.media_type}) is a file, not a tar: "
+                                  f"there is no file system to unpack (`contentstore blob get {layer.digest}` "
+                                  f"writes the file)")
             # unpack hashes each layer (digest and diffID) as it streams: the plain reader
             layers.append(LayerInput(str(layer.digest), lambda d=layer.digest: self.content.open(d), compression,
                                      diff_id))
@@ -665,9 +701,18 @@ class Store:
         from contentstore.image import archive
 
         self._upgrade_once()
+        verify = self._verifier("import")
+
+        def verify_name(name: str, descriptor: Descriptor) -> None:
+            try:
+                reference = Reference.parse(name)
+            except InvalidReference:
+                reference = None  # an OCI archive's bare tag
+            verify(reference, descriptor)
+
         with self.lease():  # as a pull: gc keeps what the import is about to name
             loaded = archive.import_archive(Path(path), self.content, self.layout, self.manifests, self.plugins,
-                                            self.leases)
+                                            self.leases, verify=verify_name)
             self.view.upgrade(self.layout)  # a docker-archive's images are Docker-typed
         return loaded
 
@@ -680,8 +725,10 @@ class Store:
     def gc(self, dry_run: bool = False, ingests: bool = False) -> maintenance.GcReport:
         """Delete every blob no reference reaches, stray temporary files, and ingests idle
         for 24 h (with ``ingests``: every ingest no running process holds)."""
-        return maintenance.collect(self.content, self.layout, self.manifests, self.metadata, self.leases,
-                                   dry_run=dry_run, ingests=ingests)
+        report = maintenance.collect(self.content, self.layout, self.manifests, self.metadata, self.leases,
+                                     dry_run=dry_run, ingests=ingests)
+        self._plugins_for("contentstore_gc_finished").gc_finished(report=report)
+        return report
 
     def verify(self, repair: bool = False) -> maintenance.VerifyReport:
         """Rehash every blob and check every descriptor's size; the report lists corrupt

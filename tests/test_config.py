@@ -34,6 +34,8 @@ mirror_fallback = false
     ('[registry."x"]\ninsecure = "yes"\n', ":2: 'insecure'"),
     ('[registry."x"]\nmirrors = ["ftp://a"]\n', ":2: mirror 'ftp://a'"),
     ('max_concurrent_downloads = 0\n', ":1:"),
+    ('\n\n[pull]\n\nverify_diffid = true\n', ":5: unknown key 'verify_diffid'"),  # not the blank line
+    ('\n[plugins]\nwasm = 3\n', ":3: plugins.wasm must be a table"),
 ])
 def test_bad_config_names_file_and_line(tmp_path, text, where):
     with pytest.raises(ConfigError) as info:
@@ -48,3 +50,27 @@ def test_missing_files(tmp_path, monkeypatch):
     assert config.load().registries == {}
     with pytest.raises(ConfigError):
         config.load(tmp_path / "absent.toml")
+
+
+def test_plugin_settings_are_handed_over_unchecked(tmp_path):
+    cfg = config.load(write(tmp_path, '''
+max_concurrent_downloads = 2
+
+[plugins.wasm]
+max_module_size = 1048576
+anything = { nested = ["is", "fine"] }
+
+[plugins."site"]
+allowed = ["127.0.0.1:5000/team"]
+'''))
+    assert cfg.plugin_settings("wasm") == {"max_module_size": 1048576, "anything": {"nested": ["is", "fine"]}}
+    assert cfg.plugin_settings("site") == {"allowed": ["127.0.0.1:5000/team"]}
+    assert cfg.plugin_settings("absent") == {}
+    cfg.plugin_settings("site")["allowed"].append("mutated")  # a copy: other plugins see the file
+    assert cfg.plugin_settings("site") == {"allowed": ["127.0.0.1:5000/team"]}
+    path = tmp_path / "config.toml"
+    assert cfg.where("wasm") == f"{path}:4"
+    assert cfg.where("wasm", "anything") == f"{path}:6"
+    assert cfg.where("site", "allowed") == f"{path}:9"
+    assert cfg.where("site", "max_module_size") == f"{path}:8"  # not in that table: its header
+    assert config.Config().plugin_settings("wasm") == {}

@@ -12,6 +12,7 @@ from contentstore.errors import NotV2Registry, RegistryUnreachable, RemoteNotFou
 from contentstore.model import mediatypes as mt
 from contentstore.model.endpoint import Endpoint
 from contentstore.model.reference import Reference
+from contentstore.plugin import hookimpl
 from contentstore.remote.client import RegistryClient
 from contentstore.remote.credentials import Credentials
 from contentstore.remote.fallback import client_factory, endpoints, on_each_endpoint
@@ -227,9 +228,52 @@ def test_no_endpoint_left_is_an_error(plugins):
         mirrors=("https://mirror.example.com",), mirror_fallback=False)})
     reference = Reference.parse("registry.example.com/team/app:1")
     assert [e.url for e in endpoints(reference, config, plugins)] == ["https://mirror.example.com"]
-    with pytest.raises(RegistryUnreachable, match="^registry.example.com: every endpoint was ruled out "
-                                                  "by the configuration$"):
-        endpoints(reference, config, plugins, mirrors=False)
+    with pytest.raises(RegistryUnreachable) as info:
+        endpoints(reference, config, plugins, mirrors=False, operation="push")
+    assert str(info.value) == ('registry.example.com: every endpoint was ruled out by the configuration (its '
+                               'mirrors are for pulls only, and mirror_fallback = false in '
+                               '[registry."registry.example.com"])')
+
+
+def test_a_policy_that_leaves_no_endpoint_is_named(plugins):
+    """Not "the configuration": the plugin that emptied the list, and the operation."""
+    class Scorched:
+        @hookimpl
+        def contentstore_modify_endpoints(self, endpoints, operation):
+            if operation == "push":
+                endpoints.clear()
+
+    plugins.register(Scorched(), "scorched")
+    reference = Reference.parse("registry.example.com/team/app:1")
+    assert endpoints(reference, Config(), plugins, operation="pull")
+    with pytest.raises(RegistryUnreachable) as info:
+        endpoints(reference, Config(), plugins, mirrors=False, operation="push")
+    assert str(info.value) == ("registry.example.com: no endpoint left to push: the policy plugin 'scorched' "
+                               "removed every one (disable it with -p no:scorched)")
+
+
+def test_each_operation_gets_its_own_endpoints(plugins):
+    """A pull-only fallback stays out of pushes and logins; a mirror never serves a push,
+    whatever the operation it was added for."""
+    seen = []
+
+    class Team:
+        @hookimpl
+        def contentstore_modify_endpoints(self, reference, endpoints, operation):
+            seen.append((str(reference), operation))
+            if operation in ("pull", "copy"):
+                endpoints.append(Endpoint("https://team-cache.example.com", reference.registry, mirror=True))
+            endpoints.append(Endpoint("https://everything.example.com", reference.registry, mirror=True))
+
+    plugins.register(Team(), "team")
+    reference = Reference.parse("registry.example.com/team/app:1")
+    urls = {operation: [e.url for e in endpoints(reference, Config(), plugins, mirrors=operation == "pull",
+                                                 operation=operation)]
+            for operation in ("pull", "push", "login")}
+    assert urls == {"pull": ["https://registry.example.com", "https://team-cache.example.com",
+                             "https://everything.example.com"],
+                    "push": ["https://registry.example.com"], "login": ["https://registry.example.com"]}
+    assert seen == [(str(reference), "pull"), (str(reference), "push"), (str(reference), "login")]
 
 
 def test_client_factory(plugins, registry):

@@ -126,3 +126,230 @@ def test_a_plugin_that_raises_is_named():
         plugins.check_config("application/vnd.example.config+json")
     assert "plugin 'clumsy' failed in contentstore_accept_config" in str(info.value)
     assert "-p no:clumsy" in str(info.value)
+
+
+# -- what a plugin author meets: validation, switching off, one warning -------------------------
+
+
+def test_an_unknown_argument_is_named_with_what_the_hook_gives():
+    class BadSignature:
+        @hookimpl
+        def contentstore_accept_config(self, media_type, surprise):
+            return True
+
+    class Typo:
+        @hookimpl
+        def contentstore_parse_manifets(self, media_type, data):
+            return None
+
+    warnings = []
+    plugins = pluginmanager.create(extra_plugins=[("badsig", BadSignature()), ("typo", Typo())],
+                                   warn=warnings.append)
+    failures = {f.name: f.error for f in plugins.failures}
+    assert failures["badsig"] == ("PluginError: contentstore_accept_config takes 'surprise', which the hook "
+                                  "does not give (it gives: media_type, artifact_type, manifest)")
+    assert failures["typo"] == ("PluginError: implements unknown hook contentstore_parse_manifets "
+                                "(did you mean contentstore_parse_manifest?)")
+    # one warning each, through one channel (the command line prints it, or nothing with -q)
+    assert warnings == [f"plugin 'badsig' failed to load and is ignored: {failures['badsig']}",
+                        f"plugin 'typo' failed to load and is ignored: {failures['typo']}"]
+
+
+def test_hook_functions_without_the_marker_are_hooks_as_in_pytest():
+    import types
+
+    module = types.ModuleType("contentstore_unmarked")
+    exec("def contentstore_accept_config(media_type):\n"
+         "    return media_type == 'application/x-unmarked' or None\n"
+         "def contentstore_helper(x):\n"  # shares the prefix, no hook: left alone
+         "    return x\n", module.__dict__)
+    plugins = pluginmanager.create(extra_plugins=[("unmarked", module)])
+    assert plugins.failures == []
+    plugins.check_config("application/x-unmarked")
+    assert {p.name: p.kind for p in plugins.info()}["unmarked"] == "format"
+
+
+def test_blocked_names_stop_in_process_plugins_too():
+    """-p no:NAME is pluggy's set_blocked: entry points are not even imported, and a plugin
+    registered in-process under the name is refused the same way."""
+    class Helm:
+        @hookimpl
+        def contentstore_accept_config(self, media_type):
+            return True if media_type == mt.HELM_CONFIG else None
+
+    plugins = pluginmanager.create(disabled={"helm", "schema1"}, extra_plugins=[("helm", Helm())])
+    assert "helm" not in plugins.names() and "schema1" not in plugins.names()
+    assert plugins.is_blocked("helm") and plugins.failures == []
+    plugins.register(Helm(), "helm")
+    with pytest.raises(UnsupportedMediaType):
+        plugins.check_config(mt.HELM_CONFIG)
+    plugins.block("mirror")
+    assert "mirror" not in {p.name for p in plugins.info()}
+    with pytest.raises(PluginError, match="cannot be disabled"):
+        plugins.block("oci")
+
+
+def test_accept_config_sees_the_artifact_type_and_the_manifest():
+    from contentstore.model.manifest import parse_image_manifest
+    import json
+
+    def manifest(artifact_type):
+        body = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                "config": {"mediaType": mt.OCI_EMPTY, "digest": "sha256:" + "4" * 64, "size": 2},
+                "layers": []}
+        if artifact_type:
+            body["artifactType"] = artifact_type
+        return parse_image_manifest(mt.OCI_MANIFEST, json.dumps(body).encode(), "OCI image manifest")
+
+    seen = []
+
+    class Wasm:
+        @hookimpl
+        def contentstore_accept_config(self, media_type, artifact_type, manifest):
+            seen.append((media_type, artifact_type, manifest.config.media_type))
+            return True if artifact_type == "application/vnd.wasm.config.v0+json" else None
+
+    plugins = pluginmanager.create(extra_plugins=[("wasm", Wasm())])
+    plugins.check_config(mt.OCI_EMPTY, manifest("application/vnd.wasm.config.v0+json"))
+    with pytest.raises(UnsupportedMediaType) as info:
+        plugins.check_config(mt.OCI_EMPTY, manifest("application/vnd.example.sbom"))
+    assert str(info.value) == ("encountered remote artifact of type 'application/vnd.example.sbom' (config "
+                               f"'{mt.OCI_EMPTY}') which is not an image; no installed plugin accepts artifact "
+                               "type 'application/vnd.example.sbom'")
+    with pytest.raises(UnsupportedMediaType, match="no installed plugin accepts config media type"):
+        plugins.check_config(mt.OCI_EMPTY, manifest(None))
+    assert seen[0] == (mt.OCI_EMPTY, "application/vnd.wasm.config.v0+json", mt.OCI_EMPTY)
+    assert seen[2][1] is None
+
+
+def test_wrapper_runs_around_every_other_implementation(plugins):
+    """The ordering docs/hooks.md promises: later registered first, tryfirst before,
+    trylast (the built-ins) after, a wrapper=True generator around them all."""
+    from contentstore.config import Config
+    from contentstore.model.endpoint import Endpoint
+    from contentstore.model.reference import Reference
+
+    order = []
+
+    class Early:
+        @hookimpl(tryfirst=True)
+        def contentstore_modify_endpoints(self, endpoints):
+            order.append("tryfirst")
+
+    class Plain:
+        @hookimpl
+        def contentstore_modify_endpoints(self, endpoints):
+            order.append("plain")
+
+    class Around:
+        @hookimpl(wrapper=True)
+        def contentstore_modify_endpoints(self, endpoints):
+            order.append("before")
+            result = yield
+            order.append(f"after: {[e.url for e in endpoints]}")  # what everybody made of it
+            endpoints[:] = [e for e in endpoints if e.scheme == "https"]
+            return result
+
+    for plugin, name in ((Around(), "around"), (Plain(), "plain"), (Early(), "early")):
+        plugins.register(plugin, name)
+    reference = Reference.parse("127.0.0.1:5000/app:1")
+    endpoints = plugins.modify_endpoints(reference, Config(), [Endpoint("https://127.0.0.1:5000", reference.registry)])
+    assert order == ["before", "tryfirst", "plain",
+                     "after: ['https://127.0.0.1:5000', 'http://127.0.0.1:5000']"]  # insecure ran (trylast)
+    assert [e.url for e in endpoints] == ["https://127.0.0.1:5000"]
+
+
+def test_notifications_reach_every_plugin_and_failures_are_warnings_naming_the_plugin():
+    told, warnings = [], []
+
+    class Clumsy:
+        @hookimpl(tryfirst=True)
+        def contentstore_gc_finished(self, report):
+            raise OSError("disk on fire")
+
+    class Audit:
+        @hookimpl
+        def contentstore_gc_finished(self, report):
+            told.append(report)
+
+    plugins = pluginmanager.create(extra_plugins=[("clumsy", Clumsy()), ("audit", Audit())],
+                                   warn=warnings.append)
+    plugins.gc_finished(report="the report")
+    assert told == ["the report"]
+    assert warnings == ["plugin 'clumsy' failed in contentstore_gc_finished: OSError: disk on fire "
+                        "(disable it with -p no:clumsy)"]
+
+
+def test_configure_once_with_settings_and_errors_naming_file_and_line(tmp_path):
+    from contentstore import config as configuration
+    from contentstore.errors import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_text("max_concurrent_downloads = 2\n\n[plugins.wasm]\nmax_module_size = -1\n\n"
+                    "[plugins.wsam]\nx = 1\n")
+    config = configuration.load(path)
+    calls, warnings = [], []
+
+    class Wasm:
+        @hookimpl
+        def contentstore_configure(self, config):
+            settings = config.plugin_settings("wasm")
+            calls.append(settings)
+            if settings.get("max_module_size", 1) < 1:
+                raise ConfigError("'max_module_size' must be at least 1")
+
+    plugins = pluginmanager.create(extra_plugins=[("wasm", Wasm())], warn=warnings.append)
+    with pytest.raises(ConfigError) as info:
+        plugins.configure(config)
+    assert str(info.value) == f"{path}:4: [plugins.wasm]: 'max_module_size' must be at least 1"
+    assert calls == [{"max_module_size": -1}]
+    assert warnings == [f"{path}:6: [plugins.wsam] names no installed plugin (installed: insecure, "
+                        "manifestlist, mirror, oci, schema1, schema2, v1, wasm)"]
+    plugins.configure(config)  # once
+    assert len(calls) == 1
+
+    class Late:
+        @hookimpl
+        def contentstore_configure(self, config):
+            calls.append("late")
+
+    plugins.register(Late(), "late")  # registered after the configuration: told on registration
+    assert calls[-1] == "late"
+
+
+def test_plugins_are_listed_by_kind():
+    class Everything:
+        @hookimpl
+        def contentstore_add_commands(self, commands):
+            pass
+
+        @hookimpl
+        def contentstore_verify_image(self, reference):
+            pass
+
+        @hookimpl
+        def contentstore_image_pushed(self, reference):
+            pass
+
+    plugins = pluginmanager.create(extra_plugins=[("everything", Everything())])
+    kinds = {p.name: p.kind for p in plugins.info()}
+    assert kinds["everything"] == "policy+command+events"
+    assert kinds["mirror"] == "policy" and kinds["oci"] == "format"
+
+
+def test_every_type_in_a_hook_signature_is_listed_with_its_module():
+    """hooks.md says where Endpoint, Config, Reference... live; the list must be whole and true."""
+    import importlib
+    import re
+
+    from contentstore.plugin import docs as hookdoc
+    from contentstore.plugin.spec import TYPES
+
+    for name, (path, _) in TYPES.items():
+        module, _, attribute = path.rpartition(".")
+        assert getattr(importlib.import_module(module), attribute).__name__ == name
+    named = set()
+    for function in hookdoc.hooks():
+        for annotation in function.__annotations__.values():
+            named.update(re.findall(r"\b([A-Z][A-Za-z]+)\b", str(annotation)))
+    assert named - {"Exception", "None"} <= set(TYPES) | {"Response", "Session"}  # requests' own

@@ -49,6 +49,7 @@ from contentstore.model.imageconfig import ImageConfig
 from contentstore.model.limits import CHUNK_SIZE, MAX_MANIFEST_SIZE
 from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor, ImageManifest
 from contentstore.model.reference import Reference
+from contentstore.plugin import NOT_A_TAR
 from contentstore.plugin.manager import Plugins
 
 OCI_LAYOUT = json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode()
@@ -109,6 +110,11 @@ def export_docker(name: str | None, config: ImageConfig, config_digest: Digest, 
         raise ArchiveError(f"{name or config_digest}: the config has no rootfs.diff_ids; not an image")
     if len(diff_ids) != len(layers):
         raise VerificationError(f"{name or config_digest}: layers from manifest don't match image configuration")
+    compressions = [plugins.layer_compression(layer.media_type) for layer in layers]
+    for layer, compression in zip(layers, compressions):
+        if compression == NOT_A_TAR:
+            raise ArchiveError(f"{name or config_digest}: layer {layer.digest} ({layer.media_type}) is a file, "
+                               f"not a tar: a docker-archive holds only tar layers (export --format oci)")
     tags = []
     parsed = _parse_reference(name) if name else None
     if parsed and parsed.tag and not parsed.digest:
@@ -117,11 +123,10 @@ def export_docker(name: str | None, config: ImageConfig, config_digest: Digest, 
         config_name = f"{config_digest.hex}.json"
         _add_bytes(tar, config_name, config.raw)
         layer_names = []
-        for layer, diff_id in zip(layers, diff_ids):
+        for layer, diff_id, compression in zip(layers, diff_ids, compressions):
             layer_name = f"{diff_id.hex}/layer.tar"
             if layer_name not in layer_names:
-                _add_layer_tar(tar, blobs, layer, plugins.layer_compression(layer.media_type), diff_id,
-                               layer_name)
+                _add_layer_tar(tar, blobs, layer, compression, diff_id, layer_name)
                 if diff_id_verified is not None:
                     diff_id_verified(layer.digest, diff_id)
             layer_names.append(layer_name)
@@ -177,13 +182,18 @@ _CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzip
 
 
 def import_archive(path: Path, blobs: BlobStore, references: ReferenceIndex, manifests: Manifests,
-                   plugins: Plugins, leases: Leases) -> list[ImportedImage]:
+                   plugins: Plugins, leases: Leases,
+                   verify: Callable[[str, Descriptor], None] | None = None) -> list[ImportedImage]:
     """Load an OCI archive or a docker-archive; return the images (and names) loaded.
 
     Bad input of any shape ends in one :class:`ContentStoreError` (mostly
     :class:`ArchiveError`) whose message names the archive and the member. Every blob is
     verified on its way in, and names are given only when every image of the archive is
     complete: a failed import adds no reference (blobs already verified stay, for gc).
+
+    :param verify: ``verify(name, descriptor)`` for each image about to be named, once
+        every blob is in and before any name is written; what it raises refuses the
+        whole import (no name is written).
     """
     try:
         tar = tarfile.open(path, mode="r:*")
@@ -202,6 +212,10 @@ def import_archive(path: Path, blobs: BlobStore, references: ReferenceIndex, man
             else:
                 raise ArchiveError(f"{path}: neither an OCI archive (oci-layout, index.json) nor a "
                                    f"docker-archive (manifest.json)")
+            if verify is not None:
+                for name, target in images:
+                    if name:
+                        verify(name, target)
             _name_all(references, images)
     except _CORRUPT as exc:
         raise ArchiveError(f"{path}: the archive is truncated or corrupt ({_one_line(exc)})") from None

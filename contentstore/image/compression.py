@@ -1,6 +1,6 @@
 """Streaming decompression of layer blobs, to compute diffIDs and to unpack.
 
-Compressions are named ``gzip``, ``zstd`` and ``none`` (what the
+Compressions are named ``gzip``, ``zstd``, ``none`` and ``not-a-tar`` (what the
 ``contentstore_layer_compression`` hook answers). Multi-member gzip and multi-frame
 zstd streams are handled as single streams, as Go's readers do.
 
@@ -72,7 +72,8 @@ class _Identity:
         return b""
 
 
-_DECOMPRESSORS = {"gzip": _Gzip, "zstd": _Zstd, "none": _Identity}
+#: ``not-a-tar`` (a plain file, a ``.wasm`` module): read as it is, like ``none``.
+_DECOMPRESSORS = {"gzip": _Gzip, "zstd": _Zstd, "none": _Identity, "not-a-tar": _Identity}
 
 
 def decompressor(compression: str):

@@ -1,4 +1,8 @@
-"""Registry endpoints: the places a pull may fetch a repository from."""
+"""Registry endpoints: the places an operation may reach a repository at.
+
+Policy plugins build the list each operation tries (``contentstore_modify_endpoints``);
+this class is also importable as ``contentstore.endpoint.Endpoint``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ class Endpoint:
     :param url: ``scheme://host[:port]``, with no path.
     :param registry: the registry whose content this endpoint serves (the upstream's
         name, also for a mirror), under which pulled images are recorded.
-    :param mirror: whether this is a mirror rather than the registry itself.
+    :param mirror: a read-only copy of the registry's content rather than the registry
+        itself: pulls use it (moving on to the next endpoint on any error, and resolving
+        tags on the registry itself first), ``push`` and ``login`` never do.
     :param verify_tls: whether to check the TLS certificate (https only).
     """
 

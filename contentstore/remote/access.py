@@ -19,19 +19,29 @@ class RegistryAccess:
     credentials, and where progress goes: shared by pull, push and copy.
 
     :param progress: called with each :class:`~contentstore.progress.ProgressEvent`.
+    :param operation: the command being served (``pull``, ``push``, ``copy``...), which
+        the policy plugins are told.
     """
 
     config: Config
     plugins: Plugins
     credentials: CredentialStore = field(default_factory=CredentialStore)
     progress: ProgressCallback = quiet
+    operation: str = "pull"
 
     def __post_init__(self) -> None:
         self.connect = fallback.client_factory(self.plugins, lambda endpoint: self.credentials.get(endpoint.host),
                                                self.config)
 
     def endpoints(self, reference: Reference, mirrors: bool = True) -> list[Endpoint]:
-        return fallback.endpoints(reference, self.config, self.plugins, mirrors=mirrors)
+        return fallback.endpoints(reference, self.config, self.plugins, mirrors=mirrors, operation=self.operation)
+
+    def continue_on_error(self, reference: Reference) -> fallback.ContinueOnError:
+        """The policy plugins' ``continue_on_error`` for this operation on ``reference``."""
+        def decide(endpoint: Endpoint, error: Exception, confirmed_v2: bool) -> bool:
+            return self.plugins.continue_on_error(endpoint, error, confirmed_v2, reference=reference,
+                                                  operation=self.operation)
+        return decide
 
     def emit(self, event: ProgressEvent) -> None:
         self.progress(event)

@@ -33,14 +33,39 @@ def upstream(reference: Reference) -> Endpoint:
     return Endpoint(url=url, registry=reference.registry)
 
 
-def endpoints(reference: Reference, config: Config, plugins: Plugins, mirrors: bool = True) -> list[Endpoint]:
-    """The ordered endpoints to try for ``reference`` (without mirrors: the registry's own)."""
-    result = plugins.modify_endpoints(reference, config, [upstream(reference)])
-    if not mirrors:
-        result = [endpoint for endpoint in result if not endpoint.mirror]
+def endpoints(reference: Reference, config: Config, plugins: Plugins, mirrors: bool = True,
+              operation: str = "pull") -> list[Endpoint]:
+    """The ordered endpoints ``operation`` tries for ``reference``: a new list each time,
+    edited by the policy plugins for that operation (without mirrors: the registry's own,
+    what a push or a login may use, whatever a policy added)."""
+    seed = [upstream(reference)]
+
+    def usable(found: list[Endpoint]) -> list[Endpoint]:
+        return found if mirrors else [endpoint for endpoint in found if not endpoint.mirror]
+
+    result = usable(plugins.modify_endpoints(reference, config, list(seed), operation))
     if not result:
-        raise RegistryUnreachable(f"{reference.registry}: every endpoint was ruled out by the configuration")
+        raise RegistryUnreachable(_nothing_left(reference, config, plugins, seed, operation, mirrors, usable))
     return result
+
+
+def _nothing_left(reference: Reference, config: Config, plugins: Plugins, seed: list[Endpoint],
+                  operation: str, mirrors: bool, usable) -> str:
+    """Say who left ``operation`` without an endpoint: the configuration (the mirror
+    policy's ``mirror_fallback = false``), or the policy plugin that did it."""
+    removers = plugins.endpoint_removers(reference, config, seed, operation, usable)
+    registry = reference.registry
+    if removers == ["mirror"]:
+        settings = config.registry(registry)
+        why = (f" (its mirrors are for pulls only, and mirror_fallback = false in [registry.\"{registry}\"])"
+               if not mirrors and settings.mirrors and not settings.mirror_fallback else "")
+        return f"{registry}: every endpoint was ruled out by the configuration{why}"
+    if removers:
+        names = ", ".join(repr(name) for name in removers)
+        return (f"{registry}: no endpoint left to {operation}: the policy plugin {names} removed every one "
+                f"(disable it with -p no:{removers[0]})")
+    policies = ", ".join(repr(name) for name in plugins.implementers("contentstore_modify_endpoints"))
+    return f"{registry}: no endpoint left to {operation}: the policy plugins ({policies}) removed every one"
 
 
 def client_factory(plugins: Plugins, credentials_for: Callable[[Endpoint], Credentials | None],

@@ -29,7 +29,7 @@ def check(registry: str, username: str, password: str, config: Config, plugins: 
     """Raise :class:`Unauthorized` unless the registry accepts the credentials."""
     probe = Reference(registry, "library/login-check" if registry == DEFAULT_REGISTRY else "login-check")
     credentials = Credentials(username, password)
-    candidates = fallback.endpoints(probe, config, plugins, mirrors=False)
+    candidates = fallback.endpoints(probe, config, plugins, mirrors=False, operation="login")
     fallback.on_each_endpoint(candidates, fallback.client_factory(plugins, lambda endpoint: credentials, config),
                               lambda client: _authenticate(client, credentials))
 

@@ -14,6 +14,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
 from contentstore.errors import (
     ContentStoreError,
@@ -77,6 +78,7 @@ class PullResult:
     downloaded: bool = False        # any blob was fetched
     manifest: Manifest | None = None
     image: PulledImage | None = None
+    document: Descriptor | None = None  # ``manifest`` as stored (what the plugins are shown)
 
 
 @dataclass
@@ -91,11 +93,20 @@ class _Job:
     images: dict[str, PulledImage] = field(default_factory=dict)  # by manifest digest
 
 
+#: ``verify(reference, descriptor)``: raise to refuse an image before it is named.
+Verify = Callable[[Reference, Descriptor], None]
+
+
 class Puller:
-    """Pulls into the local store's parts: blobs, references, metadata, manifests."""
+    """Pulls into the local store's parts: blobs, references, metadata, manifests.
+
+    :param verify: called for each image, after its blobs are verified and before its
+        reference is written; what it raises ends the pull on every endpoint.
+    """
 
     def __init__(self, blobs: BlobStore, references: ReferenceIndex, metadata: Metadata,
-                 manifests: Manifests, view: OciView, leases: Leases, access: RegistryAccess):
+                 manifests: Manifests, view: OciView, leases: Leases, access: RegistryAccess,
+                 verify: Verify | None = None):
         self.view = view
         self.blobs = blobs
         self.references = references
@@ -105,6 +116,8 @@ class Puller:
         self.access = access
         self.plugins = access.plugins
         self.emit = access.emit
+        self.verify = verify
+        self._refused: list[BaseException] = []
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -138,10 +151,17 @@ class Puller:
             # A mirror may hold a stale tag: ask the registry itself what the tag is now
             # (a HEAD, which Docker Hub does not count as a pull), then fetch that digest.
             pinned = self._resolve_tag(reference, [c for c in candidates if not c.mirror])
+        policy = self.access.continue_on_error(reference)
+
+        def continue_on_error(endpoint, error, confirmed_v2) -> bool:
+            # A refused image is the same digest everywhere: no other endpoint is asked.
+            refused = any(error is seen for seen in self._refused)
+            return not refused and policy(endpoint, error, confirmed_v2)
+
         results, endpoint = fallback.on_each_endpoint(
             candidates, self.access.connect,
             lambda client: self._pull_repository(client, reference, all_tags, pinned),
-            continue_on_error=self.plugins.continue_on_error,
+            continue_on_error=continue_on_error,
             notify=self.access.say)
         if endpoint.mirror:
             self.emit(ProgressEvent(None, f"Pulled from mirror {endpoint.url}"))
@@ -312,7 +332,7 @@ class Puller:
             return self._pull_converted(job, raw, manifest)
         if job.artifacts and self._is_artifact(manifest):
             return self._pull_artifact(job, raw, manifest)
-        self.plugins.check_config(manifest.config.media_type)
+        self.plugins.check_config(manifest.config.media_type, manifest)
         layers = manifest.layers
         compressions = [self._compression(layer) for layer in layers]
         cancel = threading.Event()
@@ -354,7 +374,7 @@ class Puller:
         if artifact_kind(manifest):
             return True
         try:
-            self.plugins.check_config(manifest.config.media_type)
+            self.plugins.check_config(manifest.config.media_type, manifest)
         except UnsupportedMediaType:
             return True
         return any(self._compression(layer) is None for layer in manifest.layers)
@@ -522,8 +542,15 @@ class Puller:
     def _record(self, job: _Job, entry: Descriptor, target: Descriptor, manifest: Manifest,
                 registry_digest: Digest) -> PullResult:
         """Point the tag (if any) and the digest reference at ``entry`` (addDigestReference),
-        the OCI form of ``target``, which the registry serves as ``registry_digest``."""
+        the OCI form of ``target``, which the registry serves as ``registry_digest``; first
+        ``verify`` may refuse it."""
         reference = job.reference
+        if self.verify is not None:
+            try:
+                self.verify(reference, target)
+            except BaseException as error:
+                self._refused.append(error)
+                raise
         names = self.references.names()
         digest_name = str(Reference(reference.registry, reference.repository, None, Digest(registry_digest)))
         primary = str(reference) if reference.tag and not reference.digest else digest_name
@@ -536,7 +563,7 @@ class Puller:
                 self.references.tag(name, entry)
                 changed.add(name)
         return PullResult(reference, entry, Digest(registry_digest), primary in changed, job.fetched_any,
-                          manifest, self._chosen_image(job, target, manifest))
+                          manifest, self._chosen_image(job, target, manifest), target)
 
     def _chosen_image(self, job: _Job, target: Descriptor, manifest: Manifest) -> PulledImage | None:
         """The image a caller asked about: the wanted platform's, else the host's if it
