@@ -142,11 +142,23 @@ def create(
             if ep.name in seen:
                 continue
             seen.add(ep.name)
-            dist = ep.dist
-            plugins._load(ep.name, ep.load, dist.name if dist else "?", dist.version if dist else "?")
+            plugins._load(ep.name, ep.load, _DistributionOf(ep))
     for name, plugin in extra_plugins:
-        plugins._load(name, lambda plugin=plugin: plugin, "(registered)", "")
+        plugins._load(name, lambda plugin=plugin: plugin, ("(registered)", ""))
     return plugins
+
+
+class _DistributionOf:
+    """An entry point's distribution name and version, read only when asked: reading a
+    distribution's metadata costs more than loading the plugin (the ``plugins`` command
+    asks; ``--help`` does not)."""
+
+    def __init__(self, entry_point):
+        self._entry_point = entry_point
+
+    def __iter__(self):
+        dist = self._entry_point.dist
+        return iter((dist.name, dist.version) if dist else ("?", "?"))
 
 
 class Plugins:
@@ -162,7 +174,8 @@ class Plugins:
 
     # -- loading ----------------------------------------------------------------------
 
-    def _load(self, name: str, loader, distribution: str, version: str) -> None:
+    def _load(self, name: str, loader, distribution) -> None:
+        """Load and register one plugin; ``distribution`` gives its (name, version)."""
         if self.pm.is_blocked(name):
             return  # switched off: not even imported
         try:
@@ -179,7 +192,7 @@ class Plugins:
             self.failures.append(failure)
             self.warn(failure.message)
             return
-        self._dists[name] = (distribution, version)
+        self._dists[name] = distribution
         if self._config is not None:  # registered after the configuration was loaded
             self._configure_one(name, self._config)
 
@@ -211,7 +224,7 @@ class Plugins:
     def register(self, plugin: object, name: str) -> None:
         """Register ``plugin`` (tests and embedders); same checks as entry points, and a
         blocked (``-p no:NAME``) name is refused in the same way."""
-        self._load(name, lambda: plugin, "(registered)", "")
+        self._load(name, lambda: plugin, ("(registered)", ""))
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
