@@ -80,7 +80,7 @@ def test_broken_plugins_are_reported_and_do_not_stop_the_others():
         raise ImportError("no module named 'missing_dependency'")
 
     plugins = pluginmanager.create(extra_plugins=[("typo", Typo()), ("badsig", BadSignature())])
-    plugins._load("exploding", explode, "contentstore-exploding", "1.0")
+    plugins._load("exploding", explode, ("contentstore-exploding", "1.0"))
     failures = {f.name: f.error for f in plugins.failures}
     assert "unknown hook" in failures["typo"] and "contentstore_parse_manifets" in failures["typo"]
     assert "badsig" in failures and "missing_dependency" in failures["exploding"]
