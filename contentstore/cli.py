@@ -274,6 +274,105 @@ def cmd_plugins(ctx: Context) -> int:
     return 0
 
 
+# -- remote commands: look at a registry without pulling, delete, sync ----------------------------
+
+
+def _messages(ctx: Context):
+    """Where a remote command's messages go (an endpoint passed over): stderr, so that
+    stdout holds only the data asked for."""
+    return quiet if ctx.args.quiet else for_stream(sys.stderr)
+
+
+def cmd_ls(ctx: Context) -> int:
+    tags = ctx.store.tags(ctx.args.repository, progress=_messages(ctx))
+    if ctx.args.format == "json":
+        name = Reference.parse(ctx.args.repository, default_tag=None).name
+        ctx.out(json.dumps({"repository": name, "tags": tags}, indent=2))
+    else:
+        for tag in tags:
+            ctx.out(tag)
+    return 0
+
+
+def cmd_catalog(ctx: Context) -> int:
+    if ctx.args.n is not None and ctx.args.n < 1:
+        raise UsageError("-n takes a number of at least 1")
+    repositories = ctx.store.catalog(ctx.args.registry, n=ctx.args.n, last=ctx.args.last,
+                                     progress=_messages(ctx))
+    if ctx.args.format == "json":
+        ctx.out(json.dumps({"registry": ctx.args.registry, "repositories": repositories}, indent=2))
+    else:
+        for name in repositories:
+            ctx.out(name)
+    return 0
+
+
+def cmd_manifest(ctx: Context) -> int:
+    found = ctx.store.remote_manifest(ctx.args.ref, raw=ctx.args.raw, platform=ctx.args.platform,
+                                      progress=_messages(ctx))
+    if ctx.args.raw:
+        sys.stdout.buffer.write(found)  # the bytes as served: their digest is the manifest's
+        sys.stdout.buffer.flush()
+    else:
+        ctx.out(json.dumps(found, indent=2))
+    return 0
+
+
+def cmd_digest(ctx: Context) -> int:
+    digest = ctx.store.remote_digest(ctx.args.ref, progress=_messages(ctx))
+    if ctx.args.format == "json":
+        ctx.out(json.dumps({"reference": str(Reference.parse(ctx.args.ref)), "digest": str(digest)}, indent=2))
+    else:
+        ctx.out(digest)
+    return 0
+
+
+def cmd_delete(ctx: Context) -> int:
+    digest = ctx.store.delete_remote(ctx.args.ref, progress=_messages(ctx))
+    name = Reference.parse(ctx.args.ref).name
+    if ctx.args.format == "json":
+        ctx.out(json.dumps({"reference": str(Reference.parse(ctx.args.ref)), "deleted": f"{name}@{digest}"},
+                           indent=2))
+    else:
+        ctx.out(f"Deleted: {name}@{digest}")
+    return 0
+
+
+def _add_remote_commands(commands) -> None:
+    """``ls``, ``catalog``, ``manifest``, ``digest``, ``delete`` (and ``sync``)."""
+    ls = commands.add_parser("ls", help="list the tags of a remote repository (nothing is pulled)")
+    ls.add_argument("repository", metavar="REPO")
+    ls.add_argument("--format", choices=["table", "json"], default="table")
+    ls.set_defaults(func=cmd_ls)
+
+    catalog = commands.add_parser("catalog", help="list the repositories of a registry (pages followed)")
+    catalog.add_argument("registry", metavar="REGISTRY")
+    catalog.add_argument("-n", type=int, metavar="N", help="at most N repositories (asked in pages of N)")
+    catalog.add_argument("--last", metavar="NAME", help="start after the repository NAME")
+    catalog.add_argument("--format", choices=["table", "json"], default="table")
+    catalog.set_defaults(func=cmd_catalog)
+
+    manifest = commands.add_parser("manifest", help="a remote manifest without pulling: JSON as inspect "
+                                   "prints it, or the bytes as served (--raw)")
+    manifest.add_argument("ref", metavar="REF")
+    manifest.add_argument("--raw", action="store_true", help="the bytes as the registry serves them")
+    manifest.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="of an index: that platform's "
+                          "manifest")
+    manifest.set_defaults(func=cmd_manifest)
+
+    digest = commands.add_parser("digest", help="the remote digest, from a HEAD (no pull-rate cost on "
+                                 "Docker Hub)")
+    digest.add_argument("ref", metavar="REF")
+    digest.add_argument("--format", choices=["table", "json"], default="table")
+    digest.set_defaults(func=cmd_digest)
+
+    delete = commands.add_parser("delete", help="delete a remote manifest (a tag is resolved to its digest "
+                                 "first; every tag pointing there goes with it)")
+    delete.add_argument("ref", metavar="REF")
+    delete.add_argument("--format", choices=["table", "json"], default="table")
+    delete.set_defaults(func=cmd_delete)
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -382,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
     commands.add_parser("plugins", help="installed plugins: name, kind, version, distribution"
                         ).set_defaults(func=cmd_plugins)
+    _add_remote_commands(commands)
     return parser
 
 

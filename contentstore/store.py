@@ -428,6 +428,44 @@ class Store:
         source = Reference.parse(src)
         return self.push(str(source), dest, progress=progress)
 
+    # -- looking at registries without pulling, deleting (no store involved) ------------------
+
+    def _inspector(self, progress: ProgressCallback | None = None):
+        from contentstore.remote.inspect import RemoteInspector
+
+        return RemoteInspector(self._access(progress))
+
+    def tags(self, repository: str, progress: ProgressCallback | None = None) -> list[str]:
+        """Every tag of the remote ``repository`` (``registry/name``), pages followed."""
+        return self._inspector(progress).tags(repository)
+
+    def catalog(self, registry: str, n: int | None = None, last: str | None = None,
+                progress: ProgressCallback | None = None) -> list[str]:
+        """The repositories of ``registry`` (``host[:port]``): all, or at most ``n``,
+        starting after ``last`` (the API's ``n`` and ``last``; ``Link`` pages followed)."""
+        return self._inspector(progress).catalog(registry, n=n, last=last)
+
+    def remote_manifest(self, ref: str, raw: bool = False, platform: str | Platform | None = None,
+                        progress: ProgressCallback | None = None) -> bytes | dict:
+        """The manifest ``ref`` names on its registry, nothing stored: with ``raw`` the bytes
+        as served (an index's entry for ``platform``, when given), else a summary as
+        :meth:`inspect` gives (digest, media type, size, entries, platform, config, layers)."""
+        wanted = Platform.parse(platform) if isinstance(platform, str) else platform
+        found = self._inspector(progress).manifest(ref, platform=wanted, config=not raw)
+        if raw:
+            return found.child_raw if found.child is not None else found.raw
+        return found.to_json()
+
+    def remote_digest(self, ref: str, progress: ProgressCallback | None = None) -> Digest:
+        """The digest ``ref`` names on its registry, from a ``HEAD`` (no pull counted)."""
+        return self._inspector(progress).digest(ref).digest
+
+    def delete_remote(self, ref: str, progress: ProgressCallback | None = None) -> Digest:
+        """Delete the manifest ``ref`` names from its registry (a tag is resolved to its
+        digest first, and the registry drops every tag pointing there); return the digest.
+        :class:`~contentstore.errors.Unsupported` when the registry has deletion disabled."""
+        return self._inspector(progress).delete(ref).digest
+
     def unpack(self, ref: str, directory: str | os.PathLike, platform: str | Platform | None = None,
                rootless: bool | None = None):
         """Write the root filesystem of ``ref`` into ``directory`` (absent or empty).
