@@ -79,7 +79,12 @@ def cmd_push(ctx: Context) -> int:
 
 
 def cmd_copy(ctx: Context) -> int:
-    return _send(ctx, ctx.store.copy)
+    progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
+    result = ctx.store.copy(ctx.args.src, ctx.args.dest, progress=progress, platform=ctx.args.platform,
+                            all_platforms=ctx.args.all_platforms, referrers=ctx.args.referrers)
+    if ctx.args.quiet:
+        ctx.out(f"{result.reference.name}@{result.digest}")
+    return 0
 
 
 def _send(ctx: Context, operation) -> int:
@@ -338,8 +343,59 @@ def cmd_delete(ctx: Context) -> int:
     return 0
 
 
+def cmd_sync(ctx: Context) -> int:
+    args = ctx.args
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs takes a number of at least 1")
+    as_json = args.format == "json"
+    progress = quiet if args.quiet or as_json else for_stream(sys.stdout)
+    report = ctx.store.sync(args.src, args.dest, tags=args.tags, latest=args.latest, repos=args.repos,
+                            platform=args.platform, all_platforms=args.all_platforms, referrers=args.referrers,
+                            dry_run=args.dry_run, jobs=args.jobs, progress=progress)
+    if as_json:
+        ctx.out(json.dumps({"copied": len(report.copied), "skipped": len(report.skipped),
+                            "failed": len(report.failed), "dryRun": report.dry_run,
+                            "images": [vars(item) for item in report.items]}, indent=2))
+    else:
+        ctx.out(f"Synced {args.src} to {args.dest}: {report.summary()}")
+    for item in report.failed:
+        print(f"{PROG}: error: {item.source} -> {item.destination}: {item.error}", file=sys.stderr, flush=True)
+    return 0 if report.ok else 1
+
+
+def _add_platform_options(parser, what: str) -> None:
+    parser.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", action="append",
+                        help=f"copy this platform of {what} (repeatable, or comma-separated); the index is "
+                        "rewritten to list only those (a new digest)")
+    parser.add_argument("--all-platforms", action="store_true", help="copy every platform, the index as "
+                        "served, digests kept (the default)")
+    parser.add_argument("--referrers", action="store_true", help="bring the referrers (signatures, SBOMs) "
+                        "along")
+
+
 def _add_remote_commands(commands) -> None:
-    """``ls``, ``catalog``, ``manifest``, ``digest``, ``delete`` (and ``sync``)."""
+    """``ls``, ``catalog``, ``manifest``, ``digest``, ``delete``, ``sync``, and the
+    platform options of ``copy``."""
+    _add_platform_options(commands.choices["copy"], "an index")
+
+    sync = commands.add_parser("sync", help="copy a repository (every tag) or a registry (its catalog) to "
+                               "another registry or prefix; images DEST already has (a HEAD) are skipped")
+    sync.add_argument("src", metavar="SRC", help="a repository (REGISTRY/NAME, every tag; or REGISTRY/NAME:TAG) "
+                      "or a registry (HOST[:PORT], every repository of its catalog)")
+    sync.add_argument("dest", metavar="DEST", help="a registry (HOST[:PORT]) or a registry and a repository "
+                      "prefix (HOST[:PORT]/PREFIX); each repository keeps its path under it")
+    sync.add_argument("--tags", metavar="REGEX", help="only tags this regular expression matches (whole tag)")
+    sync.add_argument("--latest", type=int, metavar="N", help="only the N highest tags read as semantic "
+                      "versions (tags that are no versions are left out)")
+    sync.add_argument("--repos", metavar="REGEX", help="with a registry as SRC: only repositories this "
+                      "regular expression matches (whole name)")
+    _add_platform_options(sync, "each index")
+    sync.add_argument("--dry-run", action="store_true", help="only the HEADs: say what would be copied")
+    sync.add_argument("-j", "--jobs", type=int, default=None, metavar="N", help="images copied at once "
+                      "(default 4)")
+    sync.add_argument("--format", choices=["table", "json"], default="table")
+    sync.set_defaults(func=cmd_sync)
+
     ls = commands.add_parser("ls", help="list the tags of a remote repository (nothing is pulled)")
     ls.add_argument("repository", metavar="REPO")
     ls.add_argument("--format", choices=["table", "json"], default="table")

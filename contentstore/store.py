@@ -422,11 +422,61 @@ class Store:
 
         return RegistryAccess(self.config, self.plugins, progress=progress if progress is not None else quiet)
 
-    def copy(self, src: str, dest: str, progress: ProgressCallback | None = None):
-        """Registry to registry through the store (every platform), as ``skopeo copy``."""
-        self.pull(src, all_platforms=True, progress=progress)
-        source = Reference.parse(src)
-        return self.push(str(source), dest, progress=progress)
+    def copy(self, src: str, dest: str, progress: ProgressCallback | None = None,
+             platform: str | Platform | list | None = None, all_platforms: bool = False,
+             referrers: bool = False):
+        """Registry to registry through the store, as ``skopeo copy``; returns a
+        :class:`~contentstore.remote.push.PushResult`.
+
+        Every platform by default (``all_platforms`` says so explicitly): the index as
+        served, so the destination has the source's digest. ``platform`` (one, a list, or
+        ``"linux/amd64,linux/arm64"``) copies those platforms of an index, which is then
+        rewritten to list only them (the source's other fields kept; a new digest).
+
+        :param referrers: bring the referrers along (OCI 1.1); not in this build yet.
+        """
+        from contentstore.remote.sync import Platforms, Transfer
+
+        self._upgrade_once()
+        transfer = Transfer(self._parts(), self._access(progress), Platforms.of(platform, all_platforms),
+                            referrers=referrers, verify_diffids=self.config.verify_diffids)
+        return transfer.copy(Reference.parse(src), Reference.parse(dest, default_tag=None))
+
+    # -- sync ------------------------------------------------------------------------------------
+
+    def _parts(self):
+        from contentstore.remote.sync import StoreParts
+
+        return StoreParts(self.content, self.layout, self.metadata, self.manifests, self.view, self.leases)
+
+    def sync(self, src: str, dest: str, tags: str | None = None, latest: int | None = None,
+             repos: str | None = None, platform: str | Platform | list | None = None,
+             all_platforms: bool = False, referrers: bool = False, dry_run: bool = False,
+             jobs: int | None = None, progress: ProgressCallback | None = None):
+        """Keep ``dest`` in step with ``src``; returns a :class:`~contentstore.remote.sync.SyncReport`.
+
+        ``src`` is a repository (every tag; or ``repo:tag``, that one) or a registry
+        (``host[:port]``: every repository of its catalog, or those ``repos`` matches);
+        ``dest`` a registry or ``registry/prefix``, under which each repository keeps its
+        path. For each tag a ``HEAD`` on both sides first, and nothing more when the
+        digests agree. Blobs pass through the store (verified, kept once), and are
+        mounted across repositories at the destination when it has them.
+
+        :param tags: only tags this regular expression matches (the whole tag).
+        :param latest: only the ``latest`` highest tags read as semantic versions.
+        :param platform: copy those platforms of each index (rewritten); default every one.
+        :param dry_run: only the ``HEAD`` requests: say what would be copied.
+        :param jobs: images copied at once (default 4).
+        :param progress: told one line an image (copied, up to date, failed).
+        """
+        from contentstore.remote.sync import DEFAULT_JOBS, Platforms, Syncer
+
+        self._upgrade_once()
+        syncer = Syncer(self._parts(), self._access(None), Platforms.of(platform, all_platforms),
+                        referrers=referrers, dry_run=dry_run, jobs=jobs or DEFAULT_JOBS,
+                        progress=progress if progress is not None else quiet,
+                        verify_diffids=self.config.verify_diffids)
+        return syncer.sync(src, dest, tags=tags, latest=latest, repos=repos)
 
     # -- looking at registries without pulling, deleting (no store involved) ------------------
 
