@@ -31,6 +31,7 @@ import json
 import logging
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -263,17 +264,32 @@ class Transfer:
 # -- one client per endpoint for a whole sync -------------------------------------------------------
 
 
+#: Seconds a sync remembers that an endpoint's ping failed (an HTTPS endpoint of a plain
+#: HTTP registry), rather than asking it again for every image.
+PING_FAILURE_MEMORY = 30.0
+
+
 class _KeptClient:
-    """A client shared by every image of a sync: pinged once, closed at the end."""
+    """A client shared by every image of a sync: pinged once, closed at the end. A failed
+    ping is remembered for :data:`PING_FAILURE_MEMORY` seconds, so each image does not
+    try again an endpoint that was passed over."""
 
     def __init__(self, client: RegistryClient):
         self.client = client
         self._lock = threading.Lock()
+        self._failure: tuple[float, Exception] | None = None
 
     def ping(self) -> None:
         with self._lock:
-            if not self.client.pinged:
+            if self.client.pinged:
+                return
+            if self._failure is not None and time.monotonic() - self._failure[0] < PING_FAILURE_MEMORY:
+                raise self._failure[1]
+            try:
                 self.client.ping()
+            except ContentStoreError as error:
+                self._failure = (time.monotonic(), error)
+                raise
 
     def close(self) -> None:
         pass  # closed when the sync ends
