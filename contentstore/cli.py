@@ -91,7 +91,12 @@ def cmd_push(ctx: Context) -> int:
 
 
 def cmd_copy(ctx: Context) -> int:
-    return _send(ctx, ctx.store.copy)
+    progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
+    result = ctx.store.copy(ctx.args.src, ctx.args.dest, progress=progress, platform=ctx.args.platform,
+                            all_platforms=ctx.args.all_platforms, referrers=ctx.args.referrers)
+    if ctx.args.quiet:
+        ctx.out(f"{result.reference.name}@{result.digest}")
+    return 0
 
 
 def _send(ctx: Context, operation) -> int:
@@ -336,6 +341,157 @@ def cmd_plugins(ctx: Context) -> int:
     return 0
 
 
+# -- remote commands: look at a registry without pulling, delete, sync ----------------------------
+
+
+def _messages(ctx: Context):
+    """Where a remote command's messages go (an endpoint passed over): stderr, so that
+    stdout holds only the data asked for."""
+    return quiet if ctx.args.quiet else for_stream(sys.stderr)
+
+
+def cmd_ls(ctx: Context) -> int:
+    tags = ctx.store.tags(ctx.args.repository, progress=_messages(ctx))
+    if ctx.args.format == "json":
+        name = Reference.parse(ctx.args.repository, default_tag=None).name
+        ctx.out(json.dumps({"repository": name, "tags": tags}, indent=2))
+    else:
+        for tag in tags:
+            ctx.out(tag)
+    return 0
+
+
+def cmd_catalog(ctx: Context) -> int:
+    if ctx.args.n is not None and ctx.args.n < 1:
+        raise UsageError("-n takes a number of at least 1")
+    repositories = ctx.store.catalog(ctx.args.registry, n=ctx.args.n, last=ctx.args.last,
+                                     progress=_messages(ctx))
+    if ctx.args.format == "json":
+        ctx.out(json.dumps({"registry": ctx.args.registry, "repositories": repositories}, indent=2))
+    else:
+        for name in repositories:
+            ctx.out(name)
+    return 0
+
+
+def cmd_manifest(ctx: Context) -> int:
+    found = ctx.store.remote_manifest(ctx.args.ref, raw=ctx.args.raw, platform=ctx.args.platform,
+                                      progress=_messages(ctx))
+    if ctx.args.raw:
+        sys.stdout.buffer.write(found)  # the bytes as served: their digest is the manifest's
+        sys.stdout.buffer.flush()
+    else:
+        ctx.out(json.dumps(found, indent=2))
+    return 0
+
+
+def cmd_digest(ctx: Context) -> int:
+    digest = ctx.store.remote_digest(ctx.args.ref, progress=_messages(ctx))
+    if ctx.args.format == "json":
+        ctx.out(json.dumps({"reference": str(Reference.parse(ctx.args.ref)), "digest": str(digest)}, indent=2))
+    else:
+        ctx.out(digest)
+    return 0
+
+
+def cmd_delete(ctx: Context) -> int:
+    digest = ctx.store.delete_remote(ctx.args.ref, progress=_messages(ctx))
+    name = Reference.parse(ctx.args.ref).name
+    if ctx.args.format == "json":
+        ctx.out(json.dumps({"reference": str(Reference.parse(ctx.args.ref)), "deleted": f"{name}@{digest}"},
+                           indent=2))
+    else:
+        ctx.out(f"Deleted: {name}@{digest}")
+    return 0
+
+
+def cmd_sync(ctx: Context) -> int:
+    args = ctx.args
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs takes a number of at least 1")
+    as_json = args.format == "json"
+    progress = quiet if args.quiet or as_json else for_stream(sys.stdout)
+    report = ctx.store.sync(args.src, args.dest, tags=args.tags, latest=args.latest, repos=args.repos,
+                            platform=args.platform, all_platforms=args.all_platforms, referrers=args.referrers,
+                            dry_run=args.dry_run, jobs=args.jobs, progress=progress)
+    if as_json:
+        ctx.out(json.dumps({"copied": len(report.copied), "skipped": len(report.skipped),
+                            "failed": len(report.failed), "dryRun": report.dry_run,
+                            "images": [vars(item) for item in report.items]}, indent=2))
+    else:
+        ctx.out(f"Synced {args.src} to {args.dest}: {report.summary()}")
+    for item in report.failed:
+        print(f"{PROG}: error: {item.source} -> {item.destination}: {item.error}", file=sys.stderr, flush=True)
+    return 0 if report.ok else 1
+
+
+def _add_platform_options(parser, what: str, referrers: bool = True) -> None:
+    parser.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", action="append",
+                        help=f"copy this platform of {what} (repeatable, or comma-separated); the index is "
+                        "rewritten to list only those (a new digest)")
+    parser.add_argument("--all-platforms", action="store_true", help="copy every platform, the index as "
+                        "served, digests kept (the default)")
+    if referrers:
+        parser.add_argument("--referrers", action="store_true", help="bring the referrers (signatures, "
+                            "SBOMs) along, and theirs (digests kept)")
+
+
+def _add_remote_commands(commands) -> None:
+    """``ls``, ``catalog``, ``manifest``, ``digest``, ``delete``, ``sync``, and the
+    platform options of ``copy``."""
+    _add_platform_options(commands.choices["copy"], "an index", referrers=False)  # copy has it already
+
+    sync = commands.add_parser("sync", help="copy a repository (every tag) or a registry (its catalog) to "
+                               "another registry or prefix; images DEST already has (a HEAD) are skipped")
+    sync.add_argument("src", metavar="SRC", help="a repository (REGISTRY/NAME, every tag; or REGISTRY/NAME:TAG) "
+                      "or a registry (HOST[:PORT], every repository of its catalog)")
+    sync.add_argument("dest", metavar="DEST", help="a registry (HOST[:PORT]) or a registry and a repository "
+                      "prefix (HOST[:PORT]/PREFIX); each repository keeps its path under it")
+    sync.add_argument("--tags", metavar="REGEX", help="only tags this regular expression matches (whole tag)")
+    sync.add_argument("--latest", type=int, metavar="N", help="only the N highest tags read as semantic "
+                      "versions (tags that are no versions are left out)")
+    sync.add_argument("--repos", metavar="REGEX", help="with a registry as SRC: only repositories this "
+                      "regular expression matches (whole name)")
+    _add_platform_options(sync, "each index")
+    sync.add_argument("--dry-run", action="store_true", help="only the HEADs: say what would be copied")
+    sync.add_argument("-j", "--jobs", type=int, default=None, metavar="N", help="images copied at once "
+                      "(default 4)")
+    sync.add_argument("--format", choices=["table", "json"], default="table")
+    sync.set_defaults(func=cmd_sync)
+
+    ls = commands.add_parser("ls", help="list the tags of a remote repository (nothing is pulled)")
+    ls.add_argument("repository", metavar="REPO")
+    ls.add_argument("--format", choices=["table", "json"], default="table")
+    ls.set_defaults(func=cmd_ls)
+
+    catalog = commands.add_parser("catalog", help="list the repositories of a registry (pages followed)")
+    catalog.add_argument("registry", metavar="REGISTRY")
+    catalog.add_argument("-n", type=int, metavar="N", help="at most N repositories (asked in pages of N)")
+    catalog.add_argument("--last", metavar="NAME", help="start after the repository NAME")
+    catalog.add_argument("--format", choices=["table", "json"], default="table")
+    catalog.set_defaults(func=cmd_catalog)
+
+    manifest = commands.add_parser("manifest", help="a remote manifest without pulling: JSON as inspect "
+                                   "prints it, or the bytes as served (--raw)")
+    manifest.add_argument("ref", metavar="REF")
+    manifest.add_argument("--raw", action="store_true", help="the bytes as the registry serves them")
+    manifest.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="of an index: that platform's "
+                          "manifest")
+    manifest.set_defaults(func=cmd_manifest)
+
+    digest = commands.add_parser("digest", help="the remote digest, from a HEAD (no pull-rate cost on "
+                                 "Docker Hub)")
+    digest.add_argument("ref", metavar="REF")
+    digest.add_argument("--format", choices=["table", "json"], default="table")
+    digest.set_defaults(func=cmd_digest)
+
+    delete = commands.add_parser("delete", help="delete a remote manifest (a tag is resolved to its digest "
+                                 "first; every tag pointing there goes with it)")
+    delete.add_argument("ref", metavar="REF")
+    delete.add_argument("--format", choices=["table", "json"], default="table")
+    delete.set_defaults(func=cmd_delete)
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -519,6 +675,7 @@ def build_parser(plugins: Plugins | None = None) -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_verify)
     commands.add_parser("plugins", help="installed plugins: name, kind, version, distribution"
                         ).set_defaults(func=cmd_plugins)
+    _add_remote_commands(commands)
     if plugins is not None:
         for command, plugin in plugins.add_commands(commands).items():
             commands.choices[command].set_defaults(**{PLUGIN_DEST: plugin})

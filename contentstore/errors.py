@@ -258,6 +258,11 @@ class ManifestTooLarge(RegistryError):
     """A manifest was bigger than the 4 MiB limit."""
 
 
+class Unsupported(RegistryError):
+    """The registry does not offer the operation (``405``, ``UNSUPPORTED``): deleting on a
+    registry with deletion disabled, an API it lacks."""
+
+
 # -- artifacts ---------------------------------------------------------------------------
 
 

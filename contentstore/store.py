@@ -485,12 +485,28 @@ class Store:
         return RegistryAccess(self.config, self.plugins, progress=progress if progress is not None else quiet,
                               operation=operation)
 
-    def copy(self, src: str, dest: str, progress: ProgressCallback | None = None, referrers: bool = False):
-        """Registry to registry through the store (every platform), as ``skopeo copy``;
-        with ``referrers``, the referrers come along (digests kept)."""
-        self.pull(src, all_platforms=True, progress=progress, referrers=referrers, operation="copy")
-        source = Reference.parse(src)
-        return self.push(str(source), dest, progress=progress, referrers=referrers, operation="copy")
+    def copy(self, src: str, dest: str, progress: ProgressCallback | None = None,
+             platform: str | Platform | list | None = None, all_platforms: bool = False,
+             referrers: bool = False):
+        """Registry to registry through the store, as ``skopeo copy``; returns a
+        :class:`~contentstore.remote.push.PushResult`.
+
+        Every platform by default (``all_platforms`` says so explicitly): the index as
+        served, so the destination has the source's digest. ``platform`` (one, a list, or
+        ``"linux/amd64,linux/arm64"``) copies those platforms of an index, which is then
+        rewritten to list only them (the source's other fields kept; a new digest).
+
+        :param referrers: bring the referrers along (OCI 1.1: signatures, SBOMs), and theirs.
+        """
+        from contentstore.remote.sync import Platforms, Transfer
+
+        self._upgrade_once()
+        transfer = Transfer(self._parts(), self._access(progress, "copy"), Platforms.of(platform, all_platforms),
+                            referrers=referrers, verify_diffids=self.config.verify_diffids,
+                            verify=self._verifier("copy"), pulled=self._pulled)
+        result = transfer.copy(Reference.parse(src), Reference.parse(dest, default_tag=None))
+        self.plugins.image_pushed(reference=result.reference, descriptor=self.manifests.descriptor(result.digest))
+        return result
 
     # -- artifacts and referrers (OCI 1.1) ---------------------------------------------------
 
@@ -623,6 +639,84 @@ class Store:
                 if self.content.exists(referrer.digest):
                     found.setdefault(referrer.digest, referrer)
         return list(found.values())
+
+    def _pulled(self, result) -> None:
+        """Tell the plugins an image was pulled (``contentstore_image_pulled``)."""
+        self.plugins.image_pulled(reference=result.reference, descriptor=result.document, store=self)
+
+    # -- sync ------------------------------------------------------------------------------------
+
+    def _parts(self):
+        from contentstore.remote.sync import StoreParts
+
+        return StoreParts(self.content, self.layout, self.metadata, self.manifests, self.view, self.leases)
+
+    def sync(self, src: str, dest: str, tags: str | None = None, latest: int | None = None,
+             repos: str | None = None, platform: str | Platform | list | None = None,
+             all_platforms: bool = False, referrers: bool = False, dry_run: bool = False,
+             jobs: int | None = None, progress: ProgressCallback | None = None):
+        """Keep ``dest`` in step with ``src``; returns a :class:`~contentstore.remote.sync.SyncReport`.
+
+        ``src`` is a repository (every tag; or ``repo:tag``, that one) or a registry
+        (``host[:port]``: every repository of its catalog, or those ``repos`` matches);
+        ``dest`` a registry or ``registry/prefix``, under which each repository keeps its
+        path. For each tag a ``HEAD`` on both sides first, and nothing more when the
+        digests agree. Blobs pass through the store (verified, kept once), and are
+        mounted across repositories at the destination when it has them.
+
+        :param tags: only tags this regular expression matches (the whole tag).
+        :param latest: only the ``latest`` highest tags read as semantic versions.
+        :param platform: copy those platforms of each index (rewritten); default every one.
+        :param dry_run: only the ``HEAD`` requests: say what would be copied.
+        :param jobs: images copied at once (default 4).
+        :param progress: told one line an image (copied, up to date, failed).
+        """
+        from contentstore.remote.sync import DEFAULT_JOBS, Platforms, Syncer
+
+        self._upgrade_once()
+        syncer = Syncer(self._parts(), self._access(None, "sync"), Platforms.of(platform, all_platforms),
+                        referrers=referrers, dry_run=dry_run, jobs=jobs or DEFAULT_JOBS,
+                        progress=progress if progress is not None else quiet,
+                        verify_diffids=self.config.verify_diffids, verify=self._verifier("sync"))
+        return syncer.sync(src, dest, tags=tags, latest=latest, repos=repos)
+
+    # -- looking at registries without pulling, deleting (no store involved) ------------------
+
+    def _inspector(self, progress: ProgressCallback | None = None):
+        from contentstore.remote.inspect import RemoteInspector
+
+        return RemoteInspector(self._access(progress))
+
+    def tags(self, repository: str, progress: ProgressCallback | None = None) -> list[str]:
+        """Every tag of the remote ``repository`` (``registry/name``), pages followed."""
+        return self._inspector(progress).tags(repository)
+
+    def catalog(self, registry: str, n: int | None = None, last: str | None = None,
+                progress: ProgressCallback | None = None) -> list[str]:
+        """The repositories of ``registry`` (``host[:port]``): all, or at most ``n``,
+        starting after ``last`` (the API's ``n`` and ``last``; ``Link`` pages followed)."""
+        return self._inspector(progress).catalog(registry, n=n, last=last)
+
+    def remote_manifest(self, ref: str, raw: bool = False, platform: str | Platform | None = None,
+                        progress: ProgressCallback | None = None) -> bytes | dict:
+        """The manifest ``ref`` names on its registry, nothing stored: with ``raw`` the bytes
+        as served (an index's entry for ``platform``, when given), else a summary as
+        :meth:`inspect` gives (digest, media type, size, entries, platform, config, layers)."""
+        wanted = Platform.parse(platform) if isinstance(platform, str) else platform
+        found = self._inspector(progress).manifest(ref, platform=wanted, config=not raw)
+        if raw:
+            return found.child_raw if found.child is not None else found.raw
+        return found.to_json()
+
+    def remote_digest(self, ref: str, progress: ProgressCallback | None = None) -> Digest:
+        """The digest ``ref`` names on its registry, from a ``HEAD`` (no pull counted)."""
+        return self._inspector(progress).digest(ref).digest
+
+    def delete_remote(self, ref: str, progress: ProgressCallback | None = None) -> Digest:
+        """Delete the manifest ``ref`` names from its registry (a tag is resolved to its
+        digest first, and the registry drops every tag pointing there); return the digest.
+        :class:`~contentstore.errors.Unsupported` when the registry has deletion disabled."""
+        return self._inspector(progress).delete(ref).digest
 
     def unpack(self, ref: str, directory: str | os.PathLike, platform: str | Platform | None = None,
                rootless: bool | None = None):

@@ -17,12 +17,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Callable
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 
 from contentstore.config import Config
-from contentstore.errors import ManifestTooLarge, NotV2Registry, RegistryError, Unauthorized
+from contentstore.errors import ManifestTooLarge, NotV2Registry, RegistryError, Unauthorized, Unsupported
 from contentstore.model.digest import Digest
 from contentstore.model.endpoint import Endpoint
 from contentstore.model.manifest import MAX_MANIFEST_SIZE
@@ -32,6 +32,7 @@ from contentstore.remote.transport import (
     TIMEOUT,
     Deadline,
     MinimumRate,
+    error_codes,
     iter_body,
     make_session,
     raise_for_status,
@@ -337,6 +338,68 @@ class RegistryClient:
             raise RegistryError(f"{self.endpoint.registry}: upload answer without a Location",
                                 status=response.status_code, url=response.url)
         return urljoin(self.endpoint.url + "/", location)
+
+    # -- remote commands: catalog, delete --------------------------------------------------
+
+    def catalog(self, n: int | None = None, last: str | None = None) -> list[str]:
+        """The registry's repositories (``GET /v2/_catalog``), following ``Link`` pages.
+
+        :param n: at most this many, asked for in pages of ``n`` (the registry may send
+            fewer a page; the pages are followed until ``n`` came or none is left).
+        :param last: start after this repository name (the API's ``last``).
+        """
+        query = {key: value for key, value in (("n", n), ("last", last)) if value}
+        path = "/v2/_catalog" + (f"?{urlencode(query)}" if query else "")
+        what = f"{self.endpoint.registry} catalog"
+        names: list[str] = []
+        read: set[str] = set()
+        while path and (n is None or len(names) < n):
+            if path in read:
+                raise RegistryError(f"{what}: the pages loop ({path} again)")
+            read.add(path)
+            with self.deadline(what):
+                response = self.request("GET", path, CATALOG_SCOPE, what)
+            with response:
+                try:
+                    page = response.json().get("repositories") or []
+                except (ValueError, AttributeError):
+                    raise RegistryError(f"{what}: the answer is not a JSON catalog") from None
+                if not isinstance(page, list) or not all(isinstance(name, str) for name in page):
+                    raise RegistryError(f"{what}: the answer is not a list of repository names")
+                names += page
+                path = _next_page(response.headers.get("Link", ""))
+            if not page:
+                break  # a Link after an empty page would never end
+        return names if n is None else names[:n]
+
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        """``DELETE`` a manifest by digest (a registry deletes every tag pointing to it).
+
+        :raises Unsupported: the registry has deletion disabled (distribution's
+            ``storage.delete.enabled``) or offers no delete.
+        """
+        what = f"{self.endpoint.registry}/{repository}@{digest}"
+        with self.deadline(what):
+            response = self.request("DELETE", f"/v2/{repository}/manifests/{digest}",
+                                    scope_for(repository, "delete"), f"delete of {what}",
+                                    expect=(200, 202, 204, 405))
+        with response:
+            if response.status_code != 405:
+                return
+            codes, message = error_codes(response)
+        raise Unsupported(f"delete of {what}: the registry does not allow deleting manifests (405 "
+                          f"{message or 'method not allowed'}; on distribution, storage.delete.enabled "
+                          f"is false)", status=405, codes=tuple(codes), url=response.url)
+
+
+#: The token scope for listing a registry's repositories.
+CATALOG_SCOPE = "registry:catalog:*"
+
+
+def _next_page(link: str) -> str:
+    """The ``rel="next"`` target of a ``Link`` header, or ``""``."""
+    match = re.search(r"<([^>]+)>\s*;\s*rel=\"?next\"?", link)
+    return match.group(1) if match else ""
 
 
 def _range_end(value: str | None) -> int:

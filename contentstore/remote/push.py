@@ -12,10 +12,12 @@ not acknowledge with ``OCI-Subject`` is added to the referrers tag of its subjec
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable, ContextManager
 
 from contentstore.errors import BlobNotFound, DigestMismatch, InvalidReference, RegistryError, RegistryUnreachable
 from contentstore.local.interfaces import BlobReader
@@ -57,7 +59,11 @@ class Pusher:
     """Pushes from the local store's parts it is handed (blobs, metadata, manifests)."""
 
     def __init__(self, blobs: BlobReader, metadata: Metadata, manifests: Manifests, leases: Leases,
-                 access: RegistryAccess):
+                 access: RegistryAccess, blob_gate: Callable[[str], ContextManager] | None = None):
+        """:param blob_gate: ``blob_gate(digest)`` is held while that blob is pushed (sync
+            passes one that lets one image at a time push a blob, so the others then find
+            it there, or mount it, rather than upload it again)."""
+        self.blob_gate = blob_gate or (lambda digest: contextlib.nullcontext())
         self.blobs = blobs
         self.metadata = metadata
         self.manifests = manifests
@@ -208,13 +214,17 @@ class _PushJob:
                 self.emit(ProgressEvent(short_id(layer.digest), "Waiting"))
         blobs = layers + ([manifest.config] if manifest.config else [])
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload") as pool:
-            futures = [pool.submit(self._push_blob, blob, blob is not manifest.config) for blob in blobs]
+            futures = [pool.submit(self._push_gated, blob, blob is not manifest.config) for blob in blobs]
             for future in futures:
                 future.result()
 
     def _count(self, what: str) -> None:
         with self.lock:
             self.counts[what] += 1
+
+    def _push_gated(self, blob: Descriptor, is_layer: bool) -> None:
+        with self.pusher.blob_gate(blob.digest):
+            self._push_blob(blob, is_layer)
 
     def _push_blob(self, blob: Descriptor, is_layer: bool) -> None:
         layer_id = short_id(blob.digest)
