@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from contentstore.config import Config
-from contentstore.errors import ManifestTooLarge, NotV2Registry, RegistryError, Unauthorized
+from contentstore.errors import ManifestTooLarge, NotV2Registry, RegistryError, RegistryUnreachable, Unauthorized
 from contentstore.model.digest import Digest
 from contentstore.model.endpoint import Endpoint
 from contentstore.model.manifest import MAX_MANIFEST_SIZE
@@ -35,6 +35,8 @@ from contentstore.remote.transport import (
     MinimumRate,
     iter_body,
     make_session,
+    proxy_for,
+    proxy_refusal,
     raise_for_status,
     read_body,
     unreachable,
@@ -143,6 +145,9 @@ class RegistryClient:
             if response.status_code == 200 or (response.status_code == 401 and self.auth.learn(response)):
                 self.pinged = True
                 return
+            if response.status_code == 407:  # a proxy's answer, not the registry's
+                raise RegistryUnreachable(proxy_refusal(self.endpoint.registry, proxy_for(response.url)),
+                                          status=407, url=what)
             explained = None
             if self.explain_ping_failure is not None:
                 explained = self.explain_ping_failure(self.endpoint, response, self.session)

@@ -36,6 +36,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
+from contentstore.config import redact_userinfo
 from contentstore.errors import (
     CertificateError,
     Denied,
@@ -461,6 +462,8 @@ def raise_for_status(response: requests.Response, what: str) -> None:
         raise Denied(f"denied: {what}: requested access to the resource is denied", **kwargs)
     if status == 404:
         raise RemoteNotFound(f"not found: {what}" + (f": {detail}" if detail else ""), **kwargs)
+    if status == 407:
+        raise RegistryUnreachable(proxy_refusal(what, proxy_for(response.url)), **kwargs)
     if status == 429:
         raise TooManyRequests(f"too many requests: {what}: the registry kept answering 429", **kwargs)
     raise RegistryError(text, **kwargs)
@@ -480,5 +483,35 @@ def unreachable(exc: requests.RequestException, what: str) -> RegistryUnreachabl
     reason = exc.__class__.__name__
     inner = exc.args[0] if exc.args else None
     detail = getattr(inner, "reason", None) or inner or exc
+    if isinstance(exc, requests.exceptions.ProxyError):
+        request = getattr(exc, "request", None)
+        proxy = proxy_for(request.url) if request is not None and request.url else None
+        cause = detail.args[-1] if isinstance(detail, urllib3.exceptions.ProxyError) and detail.args else detail
+        cause = getattr(cause, "reason", None) or cause
+        text = str(cause).splitlines()[0] if str(cause) else reason
+        if isinstance(cause, urllib3.exceptions.NewConnectionError):
+            text = text.rsplit(": ", 1)[-1]  # not the connection object's repr
+        if "407" in text:
+            return RegistryUnreachable(proxy_refusal(what, proxy))
+        return RegistryUnreachable(f"{what}: cannot reach the registry through the proxy "
+                                   f"{redact_userinfo(proxy) if proxy else '(from the environment)'}: {text}")
     text = str(detail).splitlines()[0] if str(detail) else reason
     return RegistryUnreachable(f"{what}: cannot reach the registry: {text}")
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy requests takes for ``url`` from ``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY`` and ``NO_PROXY``, or ``None``."""
+    try:
+        return requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+    except (ValueError, OSError):
+        return None
+
+
+def proxy_refusal(what: str, proxy: str | None) -> str:
+    """A proxy answered 407: it wants credentials of its own (registry credentials are never
+    sent to it)."""
+    shown = redact_userinfo(proxy) if proxy else "of the environment"
+    return (f"{what}: the proxy {shown} refused the request (407 Proxy Authentication Required): give "
+            f"its credentials in its URL (HTTPS_PROXY=http://USER:PASSWORD@HOST:PORT), or exempt "
+            f"the registry with NO_PROXY")
