@@ -1,7 +1,8 @@
 """The ``contentstore`` command line.
 
 Errors are one line on stderr (``contentstore: error: …``) with exit status 1; usage
-errors exit 2; a traceback only with ``-v``.
+errors exit 2; a traceback only with ``-v``. With ``--progress json`` stderr holds only
+JSON objects, one a line: progress events, warnings, and the final result or error.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from contentstore.errors import ContentStoreError, UsageError
 from contentstore.model.reference import Reference
-from contentstore.progress import for_stream, human_size, quiet
+from contentstore.progress import JsonOutput, PlainOutput, TerminalOutput, for_stream, human_size, quiet
 from contentstore.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +33,10 @@ class Context:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self._store: Store | None = None
+        #: ``--progress json``: where every event, warning and the final result go.
+        self.json: JsonOutput | None = None
+        if getattr(args, "progress", "auto") == "json":
+            self.json = JsonOutput(sys.stderr, messages=None if args.quiet else sys.stdout)
 
     @property
     def store(self) -> Store:
@@ -55,22 +60,44 @@ class Context:
             print(text, flush=True)
 
     def warn(self, text: str) -> None:
+        if self.json is not None:
+            self.json.warning(text)
+            return
         print(f"{PROG}: warning: {text}", file=sys.stderr, flush=True)
+
+    def progress(self):
+        """The progress callback ``--progress`` asks for (``-q``: none, unless json)."""
+        mode = getattr(self.args, "progress", "auto")
+        if self.json is not None:
+            return self.json
+        if self.args.quiet:
+            return quiet
+        if mode == "tty":
+            return TerminalOutput(sys.stdout)
+        if mode == "plain":
+            return PlainOutput(sys.stdout)
+        return for_stream(sys.stdout)
 
 
 # -- commands ---------------------------------------------------------------------------------
 
 
 def cmd_pull(ctx: Context) -> int:
-    progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
+    progress = ctx.progress()
     store = ctx.store
     result = store.pull(ctx.args.ref, platform=ctx.args.platform, all_platforms=ctx.args.all_platforms,
                         all_tags=ctx.args.all_tags, progress=progress,
                         verify_diffids=True if ctx.args.verify_diffids else None)
     if ctx.args.all_tags:
-        ctx.out(Reference.parse(ctx.args.ref, default_tag=None).name)
+        name = Reference.parse(ctx.args.ref, default_tag=None).name
+        ctx.out(name)
+        if ctx.json is not None:
+            ctx.json.result(reference=name, images=[{"reference": image.reference, "digest": str(image.digest)}
+                                                    for image in result])
     else:
         ctx.out(result.reference)
+        if ctx.json is not None:
+            ctx.json.result(reference=result.reference, digest=str(result.digest))
     return 0
 
 
@@ -83,10 +110,12 @@ def cmd_copy(ctx: Context) -> int:
 
 
 def _send(ctx: Context, operation) -> int:
-    progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
-    result = operation(ctx.args.src, ctx.args.dest, progress=progress)
+    result = operation(ctx.args.src, ctx.args.dest, progress=ctx.progress())
     if ctx.args.quiet:
         ctx.out(f"{result.reference.name}@{result.digest}")
+    if ctx.json is not None:
+        ctx.json.result(reference=str(result.reference), digest=str(result.digest), size=result.size,
+                        pushed=result.pushed, mounted=result.mounted, existed=result.existed)
     return 0
 
 
@@ -289,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details; tracebacks on errors")
     parser.add_argument("-p", dest="plugin_options", metavar="no:NAME", action="append", default=[],
                         help="disable the plugin NAME (repeatable); also $CONTENTSTORE_DISABLE_PLUGINS")
+    parser.add_argument("--progress", choices=["auto", "tty", "plain", "json"], default="auto",
+                        help="how pull, push and copy report progress: a live bar on a terminal and plain "
+                        "lines otherwise (auto), either one (tty, plain), or one JSON object per event "
+                        "on stderr, ending with the result (json)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     pull = commands.add_parser("pull", help="pull an image or a repository from a registry")
@@ -396,22 +429,43 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # urllib3 reports each retry; the final error says enough
         logging.getLogger("urllib3").setLevel(logging.ERROR)
     ctx = Context(args)
+    if ctx.json is not None:
+        _json_logging()
     try:
         return args.func(ctx)
     except UsageError as exc:
         parser.error(str(exc))
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        if ctx.json is not None:
+            ctx.json.error("interrupted")
+        else:
+            print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except Exception as exc:  # noqa: BLE001 - every error ends as one line, exit status 1
+        if ctx.json is not None:
+            ctx.json.error(_message(exc), **({"traceback": traceback.format_exc()} if args.verbose else {}))
+            return 1
         if args.verbose:
             traceback.print_exc()
         print(f"{PROG}: error: {_message(exc)}", file=sys.stderr, flush=True)
         return 1
+
+
+class _JsonLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"log": record.levelname.lower(), "logger": record.name, "message": record.getMessage()},
+                          separators=(", ", ": "))
+
+
+def _json_logging() -> None:
+    """``--progress json``: log records (and Python warnings) as JSON objects too."""
+    logging.captureWarnings(True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_JsonLogFormatter())
 
 
 def _message(exc: Exception) -> str:
