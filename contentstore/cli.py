@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete's marker: this command completes itself)
 """The ``contentstore`` command line.
 
 Errors are one line on stderr (``contentstore: error: …``) with exit status 1; usage
@@ -303,6 +304,47 @@ def cmd_plugins(ctx: Context) -> int:
     return 0
 
 
+# -- shell completion -------------------------------------------------------------------------
+
+
+def complete_references(prefix: str = "", parsed_args: argparse.Namespace | None = None, **_) -> list[str]:
+    """Local references for shell completion: the names in the store's ``index.json``
+    (``--root``, else ``$CONTENTSTORE_ROOT``, else the default root), and Docker's short
+    form of Docker Hub's (``alpine:latest``). Reads that one file, opens no store."""
+    root = getattr(parsed_args, "root", None) or os.environ.get("CONTENTSTORE_ROOT")
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_data_path("contentstore")
+    try:
+        with open(os.path.join(root, "index.json"), "rb") as f:
+            entries = json.load(f).get("manifests") or []
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return []
+    names = set()
+    for entry in entries:
+        name = entry.get("annotations", {}).get("org.opencontainers.image.ref.name") if isinstance(entry, dict) \
+            else None
+        if not isinstance(name, str):
+            continue
+        names.add(name)
+        try:
+            names.add(Reference.parse(name).familiar())
+        except ValueError:
+            pass
+    return sorted(name for name in names if name.startswith(prefix))
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request and exit, when this run is one (argcomplete
+    sets ``_ARGCOMPLETE``); argcomplete is imported only then."""
+    try:
+        import argcomplete
+    except ImportError:  # pragma: no cover - a dependency; without it, no completion
+        return
+    argcomplete.autocomplete(parser)
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -325,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     pull = commands.add_parser("pull", help="pull an image or a repository from a registry")
-    pull.add_argument("ref", metavar="REF")
+    pull.add_argument("ref", metavar="REF").completer = complete_references
     pull.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="platform to select from a "
                       "multi-platform image (default: this host's)")
     pull.add_argument("--all-platforms", action="store_true", help="keep every platform of an index")
@@ -335,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull.set_defaults(func=cmd_pull)
 
     push = commands.add_parser("push", help="push a local image (manifest list included) to a registry")
-    push.add_argument("src", metavar="SRC")
+    push.add_argument("src", metavar="SRC").completer = complete_references
     push.add_argument("dest", metavar="DEST", nargs="?")
     push.set_defaults(func=cmd_push)
     copy = commands.add_parser("copy", help="copy an image from registry to registry, through the store")
@@ -344,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     copy.set_defaults(func=cmd_copy)
 
     unpack = commands.add_parser("unpack", help="write an image's root filesystem into DIR (absent or empty)")
-    unpack.add_argument("ref", metavar="REF")
+    unpack.add_argument("ref", metavar="REF").completer = complete_references
     unpack.add_argument("dir", metavar="DIR")
     unpack.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
     unpack.add_argument("--rootless", action="store_true", help="change no ownership, write device "
@@ -352,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     unpack.set_defaults(func=cmd_unpack)
 
     export = commands.add_parser("export", help="write an image to an OCI archive or a docker-archive")
-    export.add_argument("ref", metavar="REF")
+    export.add_argument("ref", metavar="REF").completer = complete_references
     export.add_argument("file", metavar="FILE")
     export.add_argument("--format", choices=["oci", "docker"], default="oci")
     export.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="for --format docker: which platform")
@@ -387,17 +429,17 @@ def build_parser() -> argparse.ArgumentParser:
     images.set_defaults(func=cmd_images)
 
     inspect = commands.add_parser("inspect", help="JSON: digest, media type, platform, config, layers")
-    inspect.add_argument("ref", metavar="REF-or-DIGEST")
+    inspect.add_argument("ref", metavar="REF-or-DIGEST").completer = complete_references
     inspect.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
     inspect.set_defaults(func=cmd_inspect)
 
     tag = commands.add_parser("tag", help="add a local reference")
-    tag.add_argument("src", metavar="SRC")
+    tag.add_argument("src", metavar="SRC").completer = complete_references
     tag.add_argument("dest", metavar="DEST")
     tag.set_defaults(func=cmd_tag)
 
     rmi = commands.add_parser("rmi", help="remove local references (blobs stay until gc)")
-    rmi.add_argument("refs", metavar="REF", nargs="+")
+    rmi.add_argument("refs", metavar="REF", nargs="+").completer = complete_references
     rmi.set_defaults(func=cmd_rmi)
 
     gc = commands.add_parser("gc", help="delete blobs no reference reaches, stray temporary files and "
@@ -420,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:
+        _complete(parser)
     args = parser.parse_args(argv)
     for option in args.plugin_options:
         if not option.startswith("no:") or len(option) <= 3:
