@@ -322,9 +322,9 @@ def complete_references(prefix: str = "", parsed_args: argparse.Namespace | None
     except (OSError, ValueError, AttributeError, RecursionError):
         return []
     names = set()
-    for entry in entries:
-        name = entry.get("annotations", {}).get("org.opencontainers.image.ref.name") if isinstance(entry, dict) \
-            else None
+    for entry in entries if isinstance(entries, list) else []:
+        annotations = entry.get("annotations") if isinstance(entry, dict) else None
+        name = annotations.get("org.opencontainers.image.ref.name") if isinstance(annotations, dict) else None
         if not isinstance(name, str):
             continue
         names.add(name)

@@ -68,7 +68,8 @@ def test_reference_completer_reads_only_index_json(tmp_path):
     root.mkdir()
     (root / "index.json").write_text('{"manifests": [{"annotations": {"org.opencontainers.image.ref.name": '
                                      '"example.com/a:1"}}, {"annotations": {}}, 7, '
-                                     '{"annotations": {"org.opencontainers.image.ref.name": ["x"]}}]}')
+                                     '{"annotations": {"org.opencontainers.image.ref.name": ["x"]}}, '
+                                     '{"annotations": ["not", "a", "map"]}]}')
     args = type("Args", (), {"root": str(root)})()
     assert complete_references("", args) == ["example.com/a:1"]
     (root / "index.json").write_text("not json")
