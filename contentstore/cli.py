@@ -1,7 +1,9 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete's marker: this command completes itself)
 """The ``contentstore`` command line.
 
 Errors are one line on stderr (``contentstore: error: …``) with exit status 1; usage
-errors exit 2; a traceback only with ``-v``.
+errors exit 2; a traceback only with ``-v``. With ``--progress json`` stderr holds only
+JSON objects, one a line: progress events, warnings, and the final result or error.
 
 Plugins are loaded before the arguments are parsed, as pytest does, so that they can add
 commands (``contentstore_add_commands``); ``-p no:NAME`` among the global options is
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from contentstore.errors import ContentStoreError, UsageError
 from contentstore.model.reference import Reference
-from contentstore.progress import for_stream, human_size, quiet
+from contentstore.progress import JsonOutput, PlainOutput, TerminalOutput, for_stream, human_size, quiet
 from contentstore.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +43,10 @@ class Context:
         self.args = args
         self.plugins = plugins
         self._store: Store | None = None
+        #: ``--progress json``: where every event, warning and the final result go.
+        self.json: JsonOutput | None = None
+        if getattr(args, "progress", "auto") == "json":
+            self.json = JsonOutput(sys.stderr, messages=None if args.quiet else sys.stdout)
 
     @property
     def store(self) -> Store:
@@ -66,23 +72,45 @@ class Context:
             print(text, flush=True)
 
     def warn(self, text: str) -> None:
+        if self.json is not None:
+            self.json.warning(text)
+            return
         print(f"{PROG}: warning: {text}", file=sys.stderr, flush=True)
+
+    def progress(self):
+        """The progress callback ``--progress`` asks for (``-q``: none, unless json)."""
+        mode = getattr(self.args, "progress", "auto")
+        if self.json is not None:
+            return self.json
+        if self.args.quiet:
+            return quiet
+        if mode == "tty":
+            return TerminalOutput(sys.stdout)
+        if mode == "plain":
+            return PlainOutput(sys.stdout)
+        return for_stream(sys.stdout)
 
 
 # -- commands ---------------------------------------------------------------------------------
 
 
 def cmd_pull(ctx: Context) -> int:
-    progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
+    progress = ctx.progress()
     store = ctx.store
     result = store.pull(ctx.args.ref, platform=ctx.args.platform, all_platforms=ctx.args.all_platforms,
                         all_tags=ctx.args.all_tags, progress=progress,
                         verify_diffids=True if ctx.args.verify_diffids else None,
                         referrers=ctx.args.referrers)
     if ctx.args.all_tags:
-        ctx.out(Reference.parse(ctx.args.ref, default_tag=None).name)
+        name = Reference.parse(ctx.args.ref, default_tag=None).name
+        ctx.out(name)
+        if ctx.json is not None:
+            ctx.json.result(reference=name, images=[{"reference": image.reference, "digest": str(image.digest)}
+                                                    for image in result])
     else:
         ctx.out(result.reference)
+        if ctx.json is not None:
+            ctx.json.result(reference=result.reference, digest=str(result.digest))
     return 0
 
 
@@ -100,10 +128,12 @@ def cmd_copy(ctx: Context) -> int:
 
 
 def _send(ctx: Context, operation) -> int:
-    progress = quiet if ctx.args.quiet else for_stream(sys.stdout)
-    result = operation(ctx.args.src, ctx.args.dest, progress=progress, referrers=ctx.args.referrers)
+    result = operation(ctx.args.src, ctx.args.dest, progress=ctx.progress(), referrers=ctx.args.referrers)
     if ctx.args.quiet:
         ctx.out(f"{result.reference.name}@{result.digest}")
+    if ctx.json is not None:
+        ctx.json.result(reference=str(result.reference), digest=str(result.digest), size=result.size,
+                        pushed=result.pushed, mounted=result.mounted, existed=result.existed)
     return 0
 
 
@@ -492,6 +522,47 @@ def _add_remote_commands(commands) -> None:
     delete.set_defaults(func=cmd_delete)
 
 
+# -- shell completion -------------------------------------------------------------------------
+
+
+def complete_references(prefix: str = "", parsed_args: argparse.Namespace | None = None, **_) -> list[str]:
+    """Local references for shell completion: the names in the store's ``index.json``
+    (``--root``, else ``$CONTENTSTORE_ROOT``, else the default root), and Docker's short
+    form of Docker Hub's (``alpine:latest``). Reads that one file, opens no store."""
+    root = getattr(parsed_args, "root", None) or os.environ.get("CONTENTSTORE_ROOT")
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_data_path("contentstore")
+    try:
+        with open(os.path.join(root, "index.json"), "rb") as f:
+            entries = json.load(f).get("manifests") or []
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return []
+    names = set()
+    for entry in entries if isinstance(entries, list) else []:
+        annotations = entry.get("annotations") if isinstance(entry, dict) else None
+        name = annotations.get("org.opencontainers.image.ref.name") if isinstance(annotations, dict) else None
+        if not isinstance(name, str):
+            continue
+        names.add(name)
+        try:
+            names.add(Reference.parse(name).familiar())
+        except ValueError:
+            pass
+    return sorted(name for name in names if name.startswith(prefix))
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request and exit, when this run is one (argcomplete
+    sets ``_ARGCOMPLETE``); argcomplete is imported only then."""
+    try:
+        import argcomplete
+    except ImportError:  # pragma: no cover - a dependency; without it, no completion
+        return
+    argcomplete.autocomplete(parser)
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -547,10 +618,14 @@ def build_parser(plugins: Plugins | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details; tracebacks on errors")
     parser.add_argument("-p", dest="plugin_options", metavar="no:NAME", action="append", default=[],
                         help="disable the plugin NAME (repeatable); also $CONTENTSTORE_DISABLE_PLUGINS")
+    parser.add_argument("--progress", choices=["auto", "tty", "plain", "json"], default="auto",
+                        help="how pull, push and copy report progress: a live bar on a terminal and plain "
+                        "lines otherwise (auto), either one (tty, plain), or one JSON object per event "
+                        "on stderr, ending with the result (json)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     pull = commands.add_parser("pull", help="pull an image or a repository from a registry")
-    pull.add_argument("ref", metavar="REF")
+    pull.add_argument("ref", metavar="REF").completer = complete_references
     pull.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="platform to select from a "
                       "multi-platform image (default: this host's)")
     pull.add_argument("--all-platforms", action="store_true", help="keep every platform of an index")
@@ -562,7 +637,7 @@ def build_parser(plugins: Plugins | None = None) -> argparse.ArgumentParser:
     pull.set_defaults(func=cmd_pull)
 
     push = commands.add_parser("push", help="push a local image (manifest list included) to a registry")
-    push.add_argument("src", metavar="SRC")
+    push.add_argument("src", metavar="SRC").completer = complete_references
     push.add_argument("dest", metavar="DEST", nargs="?")
     push.add_argument("--referrers", action="store_true", help="also push the store's referrers of the "
                       "image, and theirs")
@@ -604,7 +679,7 @@ def build_parser(plugins: Plugins | None = None) -> argparse.ArgumentParser:
     referrers.set_defaults(func=cmd_referrers)
 
     unpack = commands.add_parser("unpack", help="write an image's root filesystem into DIR (absent or empty)")
-    unpack.add_argument("ref", metavar="REF")
+    unpack.add_argument("ref", metavar="REF").completer = complete_references
     unpack.add_argument("dir", metavar="DIR")
     unpack.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
     unpack.add_argument("--rootless", action="store_true", help="change no ownership, write device "
@@ -612,7 +687,7 @@ def build_parser(plugins: Plugins | None = None) -> argparse.ArgumentParser:
     unpack.set_defaults(func=cmd_unpack)
 
     export = commands.add_parser("export", help="write an image to an OCI archive or a docker-archive")
-    export.add_argument("ref", metavar="REF")
+    export.add_argument("ref", metavar="REF").completer = complete_references
     export.add_argument("file", metavar="FILE")
     export.add_argument("--format", choices=["oci", "docker"], default="oci")
     export.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="for --format docker: which platform")
@@ -647,17 +722,17 @@ def build_parser(plugins: Plugins | None = None) -> argparse.ArgumentParser:
     images.set_defaults(func=cmd_images)
 
     inspect = commands.add_parser("inspect", help="JSON: digest, media type, platform, config, layers")
-    inspect.add_argument("ref", metavar="REF-or-DIGEST")
+    inspect.add_argument("ref", metavar="REF-or-DIGEST").completer = complete_references
     inspect.add_argument("--platform", metavar="OS/ARCH[/VARIANT]")
     inspect.set_defaults(func=cmd_inspect)
 
     tag = commands.add_parser("tag", help="add a local reference")
-    tag.add_argument("src", metavar="SRC")
+    tag.add_argument("src", metavar="SRC").completer = complete_references
     tag.add_argument("dest", metavar="DEST")
     tag.set_defaults(func=cmd_tag)
 
     rmi = commands.add_parser("rmi", help="remove local references (blobs stay until gc)")
-    rmi.add_argument("refs", metavar="REF", nargs="+")
+    rmi.add_argument("refs", metavar="REF", nargs="+").completer = complete_references
     rmi.set_defaults(func=cmd_rmi)
 
     gc = commands.add_parser("gc", help="delete blobs no reference reaches, stray temporary files and "
@@ -693,6 +768,8 @@ def main(argv: list[str] | None = None, extra_plugins: Iterable[tuple[str, objec
     except ContentStoreError as exc:  # a required plugin switched off; a plugin's command refused
         print(f"{PROG}: error: {_message(exc)}", file=sys.stderr, flush=True)
         return 1
+    if "_ARGCOMPLETE" in os.environ:
+        _complete(parser)
     args = parser.parse_args(argv)
     for option in args.plugin_options:
         if not option.startswith("no:") or len(option) <= 3:
@@ -702,6 +779,8 @@ def main(argv: list[str] | None = None, extra_plugins: Iterable[tuple[str, objec
     if not args.verbose:  # urllib3 reports each retry; the final error says enough
         logging.getLogger("urllib3").setLevel(logging.ERROR)
     ctx = Context(args, plugins)
+    if ctx.json is not None:
+        _json_logging()
     for failure in failures:
         ctx.plugin_warning(failure)
     plugins.warn = ctx.plugin_warning
@@ -715,17 +794,36 @@ def main(argv: list[str] | None = None, extra_plugins: Iterable[tuple[str, objec
     except UsageError as exc:
         parser.error(str(exc))
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        if ctx.json is not None:
+            ctx.json.error("interrupted")
+        else:
+            print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except Exception as exc:  # noqa: BLE001 - every error ends as one line, exit status 1
+        if ctx.json is not None:
+            ctx.json.error(_message(exc), **({"traceback": traceback.format_exc()} if args.verbose else {}))
+            return 1
         if args.verbose:
             traceback.print_exc()
         print(f"{PROG}: error: {_message(exc)}", file=sys.stderr, flush=True)
         return 1
+
+
+class _JsonLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"log": record.levelname.lower(), "logger": record.name, "message": record.getMessage()},
+                          separators=(", ", ": "))
+
+
+def _json_logging() -> None:
+    """``--progress json``: log records (and Python warnings) as JSON objects too."""
+    logging.captureWarnings(True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_JsonLogFormatter())
 
 
 def _message(exc: Exception) -> str:

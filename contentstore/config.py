@@ -1,5 +1,5 @@
-"""The TOML configuration file: per-registry mirrors and insecure flags, concurrency,
-deadlines and the minimum transfer rate, and each plugin's own settings.
+"""The TOML configuration file: per-registry mirrors, insecure flags and TLS files,
+concurrency, deadlines and the minimum transfer rate, and each plugin's own settings.
 
 Found at ``--config``, else ``$CONTENTSTORE_CONFIG``, else
 ``platformdirs.user_config_path("contentstore") / "config.toml"`` (a missing default
@@ -29,7 +29,8 @@ _TOP_KEYS = {"registry": dict, "max_concurrent_downloads": int, "max_concurrent_
              "upload_chunk_size": int, "pull": dict, "request_deadline": _NUMBER, "min_transfer_rate": int,
              "transfer_rate_window": _NUMBER, "plugins": dict}
 _PULL_KEYS = {"verify_diffids": bool}
-_REGISTRY_KEYS = {"mirrors": list, "insecure": bool, "mirror_fallback": bool}
+_REGISTRY_KEYS = {"mirrors": list, "insecure": bool, "mirror_fallback": bool, "ca_file": str,
+                  "client_cert": str, "client_key": str}
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,26 @@ class RegistryConfig:
     :param insecure: allow plain HTTP and unverified TLS for this host.
     :param mirror_fallback: go on to the registry itself when every mirror failed
         (``false`` for sites that must never reach it).
+    :param ca_file: a PEM file of CA certificates trusted for this host besides the
+        system's (instead of the ``*.crt`` files of its ``certs.d`` directory).
+    :param client_cert: a PEM client certificate for mutual TLS, with ``client_key``
+        (instead of a ``NAME.cert``/``NAME.key`` pair of its ``certs.d`` directory).
     """
 
     mirrors: tuple[str, ...] = ()
     insecure: bool = False
     mirror_fallback: bool = True
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
 
     def __post_init__(self) -> None:
         for mirror in self.mirrors:
             problem = mirror_problem(mirror)
             if problem:
                 raise ConfigError(problem)
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ConfigError(client_pair_problem(self.client_cert is not None))
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,17 @@ def mirror_problem(mirror, where: str = "") -> str | None:
     return None
 
 
+def client_pair_problem(has_cert: bool, where: str = "") -> str:
+    given, missing = ("client_cert", "client_key") if has_cert else ("client_key", "client_cert")
+    return f"{given!r}{where} needs {missing!r} too (a client certificate and its private key)"
+
+
+def _file_setting(path: Path, value: str) -> Path:
+    """A file named in the configuration: ``~`` expanded, relative to the file's folder."""
+    file = Path(value).expanduser()
+    return file if file.is_absolute() else path.parent / file
+
+
 def default_path() -> Path:
     env = os.environ.get(CONFIG_ENV)
     return Path(env) if env else platformdirs.user_config_path("contentstore") / "config.toml"
@@ -139,9 +160,14 @@ def load(path: str | os.PathLike | None = None) -> Config:
     return _build(path, text, data)
 
 
-def _line_of(text: str, key: str) -> int:
+def _line_of(text: str, key: str, table: str | None = None) -> int:
+    """The line of ``key`` (the first after the header of ``[registry."table"]``, if given)."""
+    start = 0
+    if table is not None:
+        header = re.search(rf'^\s*\[\s*registry\s*\.\s*"?{re.escape(table)}"?\s*\]', text, re.M)
+        start = header.end() if header else 0
     pattern = re.compile(rf'^[ \t]*(?:{re.escape(key)}|"{re.escape(key)}")\s*=', re.M)
-    match = pattern.search(text)
+    match = pattern.search(text, start) or pattern.search(text)
     return text.count("\n", 0, match.start()) + 1 if match else 1
 
 
@@ -167,15 +193,15 @@ def _line_of_plugin_setting(text: str, plugin: str, key: str | None) -> int:
     return text.count("\n", 0, start) + 1
 
 
-def _check(path: Path, text: str, table: dict, allowed: dict, where: str) -> None:
+def _check(path: Path, text: str, table: dict, allowed: dict, where: str, name: str | None = None) -> None:
     for key, value in table.items():
         if key not in allowed:
-            raise ConfigError(f"{path}:{_line_of(text, key)}: unknown key {key!r}{where}")
+            raise ConfigError(f"{path}:{_line_of(text, key, name)}: unknown key {key!r}{where}")
         expected = allowed[key]
         numeric = expected is int or expected is _NUMBER
         if not isinstance(value, expected) or (numeric and isinstance(value, bool)):
-            kind = "number" if expected is _NUMBER else expected.__name__
-            raise ConfigError(f"{path}:{_line_of(text, key)}: {key!r}{where} must be a {kind}")
+            kind = {_NUMBER: "number", str: "string"}.get(expected, getattr(expected, "__name__", ""))
+            raise ConfigError(f"{path}:{_line_of(text, key, name)}: {key!r}{where} must be a {kind}")
 
 
 def _build(path: Path, text: str, data: dict) -> Config:
@@ -185,16 +211,27 @@ def _build(path: Path, text: str, data: dict) -> Config:
         where = f' in [registry."{host}"]'
         if not isinstance(table, dict):
             raise ConfigError(f"{path}:{_line_of(text, host)}: registry.{host} must be a table")
-        _check(path, text, table, _REGISTRY_KEYS, where)
+        _check(path, text, table, _REGISTRY_KEYS, where, host)
         mirrors = table.get("mirrors", [])
         for mirror in mirrors:
             problem = mirror_problem(mirror, where)
             if problem:
-                raise ConfigError(f"{path}:{_line_of(text, 'mirrors')}: {problem}")
+                raise ConfigError(f"{path}:{_line_of(text, 'mirrors', host)}: {problem}")
+        files = {}
+        for key in ("ca_file", "client_cert", "client_key"):
+            if key in table:
+                if not table[key].strip():
+                    raise ConfigError(f"{path}:{_line_of(text, key, host)}: {key!r}{where} is empty")
+                files[key] = _file_setting(path, table[key])
+        if ("client_cert" in files) != ("client_key" in files):
+            given = "client_cert" if "client_cert" in files else "client_key"
+            raise ConfigError(f"{path}:{_line_of(text, given, host)}: "
+                              f"{client_pair_problem(given == 'client_cert', where)}")
         registries[host] = RegistryConfig(
             mirrors=tuple(m.rstrip("/") for m in mirrors),
             insecure=table.get("insecure", False),
             mirror_fallback=table.get("mirror_fallback", True),
+            **files,
         )
     pull = data.get("pull", {})
     _check(path, text, pull, _PULL_KEYS, " in [pull]")

@@ -232,6 +232,12 @@ class RegistryUnreachable(RegistryError):
     endpoint_unusable = True
 
 
+class CertificateError(RegistryUnreachable):
+    """TLS with a registry failed over certificates: its certificate is not trusted or
+    does not match its name, or it asked for a client certificate that was not given or
+    refused the one given. The message names the host and what to configure."""
+
+
 class Unauthorized(RegistryError):
     """The registry wants credentials that were not given, or refused those given."""
 

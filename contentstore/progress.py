@@ -4,11 +4,14 @@ A pull reports :class:`ProgressEvent` objects to a callback: message lines (``id
 ``None``) and per-layer states, as Docker prints them (``Pulling fs layer``, ``Waiting``,
 ``Downloading``, ``Verifying Checksum``, ``Download complete``, ``Pull complete``,
 ``Already exists``). On a terminal the CLI redraws one line per layer with a bar; in a
-pipe or a log it prints each state once.
+pipe or a log it prints each state once; for machines (``--progress json``) it writes
+each event as one JSON object a line, on stderr. Each of these outputs is a callback a
+Python caller can hand to ``Store.pull(progress=…)`` as well.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from dataclasses import dataclass
@@ -86,6 +89,55 @@ class TerminalOutput:
                 up = len(self._lines) - self._lines.index(event.id)
                 self.stream.write(f"\x1b[{up}A\r\x1b[2K{text}\x1b[{up}B\r")
             self.stream.flush()
+
+
+class JsonOutput:
+    """One JSON object a line for each event, for CI logs and machines (skopeo#658):
+    ``{"id": "1a2b3c4d5e6f", "status": "Downloading", "current": 1048576, "total":
+    3145728}``; a message has ``"id": null`` and no sizes (``null``). The command line
+    ends with a result object: ``{"result": "success", "reference": …, "digest": …}``,
+    or ``{"result": "error", "error": "…"}``.
+
+    :param stream: where the objects go (default: stderr).
+    :param messages: where message lines (``Digest: …``, ``Status: …``) are also printed
+        as text, as the other outputs print them (the CLI: stdout), or ``None``.
+    :ivar status: the last ``Status: …`` message, without its prefix (for the result).
+    """
+
+    def __init__(self, stream: TextIO | None = None, messages: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.messages = messages
+        self.status: str | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        with self._lock:
+            self._write({"id": event.id, "status": event.status, "current": event.current, "total": event.total})
+            if event.id is None:
+                if event.status.startswith("Status: "):
+                    self.status = event.status[len("Status: "):]
+                if self.messages is not None:
+                    print(event.status, file=self.messages, flush=True)
+
+    def result(self, **fields) -> None:
+        """The final object of an operation that succeeded: ``fields`` (reference, digest
+        …), and the last status message."""
+        with self._lock:
+            status = {"status": self.status} if self.status else {}
+            self._write({"result": "success", **status, **fields})
+
+    def error(self, message: str, **fields) -> None:
+        """The final object of an operation that failed."""
+        with self._lock:
+            self._write({"result": "error", "error": message, **fields})
+
+    def warning(self, message: str) -> None:
+        with self._lock:
+            self._write({"warning": message})
+
+    def _write(self, obj: dict) -> None:
+        self.stream.write(json.dumps(obj, separators=(", ", ": ")) + "\n")
+        self.stream.flush()
 
 
 def quiet(event: ProgressEvent) -> None:

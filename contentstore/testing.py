@@ -115,11 +115,20 @@ class Server:
 
 @dataclass
 class Registry(Server):
-    """A running ``docker-registry`` on ``127.0.0.1:<port>``, plain HTTP."""
+    """A running ``docker-registry`` on ``127.0.0.1:<port>``: plain HTTP, or HTTPS when
+    its ``extra`` settings give ``http.tls``."""
 
     directory: Path = field(kw_only=True)
     auth: dict | None = field(default=None, kw_only=True)
     extra: dict = field(default_factory=dict, kw_only=True)
+
+    @property
+    def tls(self) -> bool:
+        return "tls" in (self.extra.get("http") or {})
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     @property
     def log(self) -> str:
@@ -149,6 +158,18 @@ def _scalar(value) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _merge(base: dict, extra: dict) -> dict:
+    """``extra`` merged into ``base``, table by table (``{"http": {"tls": …}}`` keeps the
+    address)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def start_registry(directory: Path, auth: dict | None = None, schema1: bool = False,
                    extra: dict | None = None) -> Registry:
     """Start a registry storing under ``directory``.
@@ -156,6 +177,9 @@ def start_registry(directory: Path, auth: dict | None = None, schema1: bool = Fa
     :param auth: the registry's ``auth`` section, e.g. ``{"htpasswd": {...}}`` or
         ``{"token": {...}}``.
     :param schema1: accept schema1 manifests (``compatibility.schema1.enabled``).
+    :param extra: settings merged into its configuration, table by table: e.g.
+        ``{"http": {"tls": {"certificate": CERT, "key": KEY, "clientcas": [CA]}}}`` for
+        HTTPS (and client certificates).
     """
     binary = shutil.which(REGISTRY_BINARY)
     if binary is None:
@@ -176,7 +200,7 @@ def start_registry(directory: Path, auth: dict | None = None, schema1: bool = Fa
             config["compatibility"] = {"schema1": {"enabled": True}}
         if auth:
             config["auth"] = auth
-        config.update(extra or {})
+        config = _merge(config, extra or {})
         config_path = directory / "config.yml"
         config_path.write_text(_yaml(config) + "\n")
         log = open(directory / "registry.log", "ab")
@@ -184,6 +208,7 @@ def start_registry(directory: Path, auth: dict | None = None, schema1: bool = Fa
                                    start_new_session=True)
         log.close()
         try:
+            # Plain HTTP also while it serves HTTPS: Go's server answers it with a 400.
             wait_for_http(f"http://127.0.0.1:{port}/v2/", process)
             return Registry(port, process, directory=directory, auth=auth, extra=extra or {})
         except RuntimeError as exc:

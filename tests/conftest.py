@@ -4,7 +4,7 @@ from tools import require
 from contentstore import Store
 from contentstore.plugin import manager as pluginmanager
 
-pytest_plugins = ["contentstore.testing", "servers"]
+pytest_plugins = ["contentstore.testing", "servers", "pki"]
 
 
 @pytest.fixture
@@ -19,7 +19,8 @@ def plugins():
 
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path, monkeypatch):
-    """No test reads the user's Docker credentials or contentstore config."""
+    """No test reads the user's Docker credentials, contentstore config or certs.d, nor
+    goes through a proxy or a CA bundle of the environment it runs in."""
     docker_config = tmp_path / "docker-config"
     docker_config.mkdir()
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
@@ -28,6 +29,11 @@ def isolated_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("CONTENTSTORE_CONFIG", str(config))
     monkeypatch.delenv("CONTENTSTORE_ROOT", raising=False)
     monkeypatch.delenv("CONTENTSTORE_DISABLE_PLUGINS", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+                 "SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
 
 
 def pytest_configure(config):

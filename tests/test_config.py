@@ -74,3 +74,37 @@ allowed = ["127.0.0.1:5000/team"]
     assert cfg.where("site", "allowed") == f"{path}:9"
     assert cfg.where("site", "max_module_size") == f"{path}:8"  # not in that table: its header
     assert config.Config().plugin_settings("wasm") == {}
+
+
+def test_tls_files_relative_to_the_config_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = config.load(write(tmp_path, '''
+[registry."registry.internal:5000"]
+ca_file = "certs/internal-ca.pem"
+client_cert = "~/tls/client.cert"
+client_key = "/etc/pki/client.key"
+'''))
+    internal = cfg.registry("registry.internal:5000")
+    assert internal.ca_file == tmp_path / "certs" / "internal-ca.pem"
+    assert internal.client_cert == tmp_path / "home" / "tls" / "client.cert"
+    assert internal.client_key == config.Path("/etc/pki/client.key")
+    assert cfg.registry("other").ca_file is None
+
+
+@pytest.mark.parametrize("text, where", [
+    ('[registry."a"]\ninsecure = true\n[registry."b"]\nclient_cert = "c.cert"\n',
+     ":4: 'client_cert' in [registry.\"b\"] needs 'client_key' too"),
+    ('[registry."a"]\nclient_key = "c.key"\n', ":2: 'client_key' in [registry.\"a\"] needs 'client_cert' too"),
+    ('[registry."a"]\nca_file = 3\n', ":2: 'ca_file' in [registry.\"a\"] must be a string"),
+    ('[registry."a"]\nca_file = ""\n', ":2: 'ca_file' in [registry.\"a\"] is empty"),
+    ('[registry."a"]\nca_file = "x"\n[registry."b"]\ncafile = "x"\n', ":4: unknown key 'cafile'"),
+])
+def test_bad_tls_settings_name_file_and_line(tmp_path, text, where):
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, text))
+    assert where in str(info.value) and str(tmp_path) in str(info.value)
+
+
+def test_a_client_certificate_needs_its_key_in_python_too():
+    with pytest.raises(ConfigError, match="needs 'client_key'"):
+        config.RegistryConfig(client_cert=config.Path("c.cert"))

@@ -22,12 +22,20 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import requests
 
 from contentstore.config import Config
-from contentstore.errors import ManifestTooLarge, NotV2Registry, RegistryError, Unauthorized, Unsupported
+from contentstore.errors import (
+    ManifestTooLarge,
+    NotV2Registry,
+    RegistryError,
+    RegistryUnreachable,
+    Unauthorized,
+    Unsupported,
+)
 from contentstore.model.digest import Digest
 from contentstore.model.endpoint import Endpoint
 from contentstore.model.manifest import MAX_MANIFEST_SIZE
 from contentstore.remote.auth import Authenticator, is_loopback, scope_for
 from contentstore.remote.credentials import Credentials
+from contentstore.remote.tls import TLSSettings, for_endpoint
 from contentstore.remote.transport import (
     TIMEOUT,
     Deadline,
@@ -35,6 +43,8 @@ from contentstore.remote.transport import (
     error_codes,
     iter_body,
     make_session,
+    proxy_for,
+    proxy_refusal,
     raise_for_status,
     read_body,
     unreachable,
@@ -66,9 +76,11 @@ class RegistryClient:
 
     :param accept: the ``Accept`` header for manifests (what the format plugins read).
     :param explain_ping_failure: asked when ``/v2/`` does not answer as a v2 registry.
-    :param config: the request deadline, the minimum transfer rate, and which hosts are
+    :param config: the request deadline, the minimum transfer rate, which hosts are
         marked ``insecure`` (a token realm on plain HTTP gets credentials only from
-        those and loopback); the defaults when not given.
+        those and loopback), and TLS files; the defaults when not given.
+    :param tls: how to speak TLS to the endpoint (default: :func:`.tls.for_endpoint`,
+        from the configuration and the certs.d directories).
     :ivar pinged: the ``/v2/`` ping succeeded.
     :ivar confirmed_v2: the ping's answer carried the v2 API version header.
     :ivar ping_explained: the ping failed and ``explain_ping_failure`` said why: the
@@ -77,12 +89,14 @@ class RegistryClient:
 
     def __init__(self, endpoint: Endpoint, credentials: Credentials | None, accept: str,
                  explain_ping_failure: PingExplainer | None = None,
-                 session: requests.Session | None = None, config: Config | None = None):
+                 session: requests.Session | None = None, config: Config | None = None,
+                 tls: TLSSettings | None = None):
         self.endpoint = endpoint
         self.accept = accept
         self.explain_ping_failure = explain_ping_failure
         self.config = config if config is not None else Config()
-        self.session = session or make_session(verify_tls=endpoint.verify_tls)
+        self.tls = tls if tls is not None else for_endpoint(endpoint, self.config)
+        self.session = session or make_session(tls=self.tls)
         self.auth = Authenticator(endpoint.registry, self.session, credentials,
                                   plain_http_allowed=self.plain_http_allowed,
                                   deadline=self.config.request_deadline)
@@ -127,7 +141,7 @@ class RegistryClient:
     def _ping(self, what: str) -> None:
         try:
             # Few retries: an endpoint that is down is soon passed over for the next.
-            with make_session(verify_tls=self.endpoint.verify_tls, retries=PING_RETRIES) as session:
+            with make_session(tls=self.tls, retries=PING_RETRIES) as session:
                 response = session.get(self.url("/v2/"), timeout=TIMEOUT, stream=True)
         except requests.RequestException as exc:
             raise unreachable(exc, self.endpoint.registry) from None
@@ -139,6 +153,9 @@ class RegistryClient:
             if response.status_code == 200 or (response.status_code == 401 and self.auth.learn(response)):
                 self.pinged = True
                 return
+            if response.status_code == 407:  # a proxy's answer, not the registry's
+                raise RegistryUnreachable(proxy_refusal(self.endpoint.registry, proxy_for(response.url)),
+                                          status=407, url=what)
             explained = None
             if self.explain_ping_failure is not None:
                 explained = self.explain_ping_failure(self.endpoint, response, self.session)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Callable, TypeVar
 
 from contentstore.config import Config
-from contentstore.errors import ContentStoreError, RegistryUnreachable
+from contentstore.errors import CertificateError, ContentStoreError, RegistryUnreachable
 from contentstore.model.endpoint import Endpoint
 from contentstore.model.reference import DEFAULT_REGISTRY, Reference
 from contentstore.plugin.manager import Plugins
@@ -93,8 +93,12 @@ def on_each_endpoint(candidates: list[Endpoint], connect: Callable[[Endpoint], R
     :param continue_on_error: asked when ``work`` fails after a good ping; ``None``: such
         an error ends the operation (push and login never move on after the ping).
     :param notify: told, in a line, when an endpoint is passed over.
-    :raises: the last endpoint's error, or the first error that does not move on.
+    :raises: the last endpoint's error, or the first error that does not move on; but
+        when an HTTPS endpoint of the same host failed over certificates and the plain
+        HTTP one after it could not be used either (a TLS-only port), that certificate
+        error, which says what to configure.
     """
+    certificate_errors: dict[str, CertificateError] = {}
     for position, endpoint in enumerate(candidates):
         last = position == len(candidates) - 1
         client = connect(endpoint)
@@ -103,7 +107,13 @@ def on_each_endpoint(candidates: list[Endpoint], connect: Callable[[Endpoint], R
                 client.ping()
                 return work(client), endpoint
             except ContentStoreError as error:
+                if isinstance(error, CertificateError):
+                    certificate_errors.setdefault(endpoint.host, error)
                 if last or not _moves_on(client, endpoint, error, continue_on_error):
+                    earlier = certificate_errors.get(endpoint.host)
+                    if (earlier is not None and endpoint.scheme == "http" and not client.pinged
+                            and getattr(error, "endpoint_unusable", False)):
+                        raise earlier from None
                     raise
                 if notify is not None and (endpoint.mirror or client.pinged):
                     notify(f"{endpoint.url}: {error}; trying {candidates[position + 1].url}")

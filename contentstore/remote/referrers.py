@@ -26,8 +26,8 @@ import random
 import re
 import time
 from collections import deque
-from typing import Callable
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import quote, urljoin
 
 import requests

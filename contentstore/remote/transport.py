@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 from typing import Callable, Iterator
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -35,7 +36,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
+from contentstore.config import redact_userinfo
 from contentstore.errors import (
+    CertificateError,
     Denied,
     RegistryError,
     RegistryUnreachable,
@@ -44,6 +47,7 @@ from contentstore.errors import (
     Unauthorized,
 )
 from contentstore.model.limits import CHUNK_SIZE
+from contentstore.remote.tls import TLSSettings, explain_failure
 from contentstore.version import __version__
 
 USER_AGENT = f"contentstore/{__version__} python-requests/{requests.__version__}"
@@ -205,7 +209,39 @@ _POOL_CLASSES = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
 class _Adapter(HTTPAdapter):
-    """requests' adapter with connections a :class:`Deadline` can cut."""
+    """requests' adapter with connections a :class:`Deadline` can cut, speaking TLS as
+    its :class:`~.tls.TLSSettings` say (one SSL context, built once: the CAs of the
+    host's certs.d or configuration beside the system's, its client certificate), also
+    through a proxy's tunnel. A request's own ``verify`` and ``cert``, and
+    ``$REQUESTS_CA_BUNDLE``, do not change them (the bundle is among the system's CAs)."""
+
+    def __init__(self, tls: TLSSettings | None = None, **kwargs):
+        self.tls = tls if tls is not None else TLSSettings()
+        # Built now: a certificate file that cannot be used is a ConfigError here, not
+        # something requests would take for a bad URL in the middle of a request.
+        self.context = self.tls.context()
+        super().__init__(**kwargs)
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        if host_params.get("scheme") != "https":
+            return host_params, pool_kwargs
+        return host_params, {"ssl_context": self.context,
+                             "cert_reqs": "CERT_REQUIRED" if self.tls.verify else "CERT_NONE"}
+
+    def cert_verify(self, conn, url, verify, cert) -> None:
+        # Everything is in the pool's SSL context: no CA file or client pair is loaded
+        # into it again for each connection.
+        conn.cert_reqs = "CERT_REQUIRED" if self.tls.verify else "CERT_NONE"
+        conn.ca_certs = conn.ca_cert_dir = None
+        conn.cert_file = conn.key_file = None
+
+    def send(self, request, *args, **kwargs):
+        try:
+            return super().send(request, *args, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            exc.tls_settings = self.tls  # what unreachable() advises on
+            raise
 
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
@@ -368,13 +404,23 @@ class Backoff:
         self._sleep(self.delay())
 
 
-def make_session(verify_tls: bool = True, pool_size: int = 10, retries: int = 5) -> requests.Session:
+def make_session(verify_tls: bool = True, pool_size: int = 10, retries: int = 5,
+                 tls: TLSSettings | None = None) -> requests.Session:
+    """A session with the retry policy and connections a :class:`Deadline` can cut.
+
+    :param tls: how to speak TLS (:func:`.tls.for_host`); default: the system's CAs,
+        checked unless ``verify_tls`` is false.
+
+    Proxies come from ``HTTPS_PROXY``, ``HTTP_PROXY`` and ``NO_PROXY`` (requests reads
+    them for each request); only credentials in the proxy's own URL go to the proxy.
+    """
+    tls = tls if tls is not None else TLSSettings(verify=verify_tls)
     session = requests.Session()
-    adapter = _Adapter(max_retries=retry_policy(total=retries), pool_connections=4, pool_maxsize=pool_size)
+    adapter = _Adapter(tls, max_retries=retry_policy(total=retries), pool_connections=4, pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
-    session.verify = verify_tls
+    session.verify = tls.verify
     return session
 
 
@@ -416,14 +462,56 @@ def raise_for_status(response: requests.Response, what: str) -> None:
         raise Denied(f"denied: {what}: requested access to the resource is denied", **kwargs)
     if status == 404:
         raise RemoteNotFound(f"not found: {what}" + (f": {detail}" if detail else ""), **kwargs)
+    if status == 407:
+        raise RegistryUnreachable(proxy_refusal(what, proxy_for(response.url)), **kwargs)
     if status == 429:
         raise TooManyRequests(f"too many requests: {what}: the registry kept answering 429", **kwargs)
     raise RegistryError(text, **kwargs)
 
 
 def unreachable(exc: requests.RequestException, what: str) -> RegistryUnreachable:
+    """The error for a request that got no answer: one line saying why. A TLS failure
+    names the host and what to configure (a :class:`CertificateError` when it is about
+    certificates)."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        request = getattr(exc, "request", None)
+        host = urlsplit(request.url).netloc if request is not None and request.url else what
+        explained = explain_failure(exc, host, getattr(exc, "tls_settings", None))
+        if explained is not None:
+            text, about_certificates = explained
+            return (CertificateError if about_certificates else RegistryUnreachable)(text)
     reason = exc.__class__.__name__
     inner = exc.args[0] if exc.args else None
     detail = getattr(inner, "reason", None) or inner or exc
+    if isinstance(exc, requests.exceptions.ProxyError):
+        request = getattr(exc, "request", None)
+        proxy = proxy_for(request.url) if request is not None and request.url else None
+        cause = detail.args[-1] if isinstance(detail, urllib3.exceptions.ProxyError) and detail.args else detail
+        cause = getattr(cause, "reason", None) or cause
+        text = str(cause).splitlines()[0] if str(cause) else reason
+        if isinstance(cause, urllib3.exceptions.NewConnectionError):
+            text = text.rsplit(": ", 1)[-1]  # not the connection object's repr
+        if "407" in text:
+            return RegistryUnreachable(proxy_refusal(what, proxy))
+        return RegistryUnreachable(f"{what}: cannot reach the registry through the proxy "
+                                   f"{redact_userinfo(proxy) if proxy else '(from the environment)'}: {text}")
     text = str(detail).splitlines()[0] if str(detail) else reason
     return RegistryUnreachable(f"{what}: cannot reach the registry: {text}")
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy requests takes for ``url`` from ``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY`` and ``NO_PROXY``, or ``None``."""
+    try:
+        return requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+    except (ValueError, OSError):
+        return None
+
+
+def proxy_refusal(what: str, proxy: str | None) -> str:
+    """A proxy answered 407: it wants credentials of its own (registry credentials are never
+    sent to it)."""
+    shown = redact_userinfo(proxy) if proxy else "of the environment"
+    return (f"{what}: the proxy {shown} refused the request (407 Proxy Authentication Required): give "
+            f"its credentials in its URL (HTTPS_PROXY=http://USER:PASSWORD@HOST:PORT), or exempt "
+            f"the registry with NO_PROXY")
