@@ -383,14 +383,7 @@ class Puller:
         """An artifact: its config and layers are blobs like any other, each verified as it
         downloads; nothing in them is parsed (no plugin needed)."""
         blobs = list({d.digest: d for d in [manifest.config, *manifest.layers]}.values())
-        cancel = threading.Event()
-        futures = self._start_layers(job, blobs, [None] * len(blobs), cancel)
-        try:
-            results = [future.result() for future in futures]
-        except BaseException:
-            cancel.set()
-            raise
-        job.fetched_any = job.fetched_any or any(r.fetched for r in results)
+        results = self._download_all(job, blobs, [None] * len(blobs))
         self._complete(blobs, results)
         self.metadata.add_sources([blob.digest for blob in blobs], job.reference.registry,
                                   job.reference.repository)
@@ -466,6 +459,19 @@ class Puller:
             raise VerificationError(f"{job.reference}: layers from manifest don't match image "
                                     f"configuration ({len(layers)} layers, {len(diff_ids)} diff_ids)")
 
+    def _download_all(self, job: _Job, blobs: list[Descriptor], compressions: list) -> list:
+        """Download ``blobs`` (inflating those with a compression, for their diffIDs) and
+        wait for all; the first failure cancels the others."""
+        cancel = threading.Event()
+        futures = self._start_layers(job, blobs, compressions, cancel)
+        try:
+            results = [future.result() for future in futures]
+        except BaseException:
+            cancel.set()
+            raise
+        job.fetched_any = job.fetched_any or any(r.fetched for r in results)
+        return results
+
     def _start_layers(self, job: _Job, layers, compressions, cancel: threading.Event):
         """Download ``layers``, ``max_concurrent_downloads`` at a time; futures in order."""
         workers = max(1, self.access.config.max_concurrent_downloads)
@@ -508,14 +514,7 @@ class Puller:
             f"Docker Image manifest v2, schema 2.")))
         layers = manifest.layers
         compressions = [self.plugins.layer_compression(layer.media_type) for layer in layers]
-        cancel = threading.Event()
-        futures = self._start_layers(job, layers, compressions, cancel)
-        try:
-            results = [future.result() for future in futures]
-        except BaseException:
-            cancel.set()
-            raise
-        job.fetched_any = job.fetched_any or any(r.fetched for r in results)
+        results = self._download_all(job, layers, compressions)
         sized = [Descriptor(layer.media_type, r.blob.digest, r.blob.size) for layer, r in zip(layers, results)]
         diff_ids = [r.diff_id for r in results]
         converted = self.plugins.convert_manifest(manifest=manifest, layers=sized, diff_ids=diff_ids,
