@@ -159,7 +159,7 @@ class Store:
 
     def _name(self, ref: str) -> str:
         """The ``index.json`` name for ``ref``: as given if stored so, else normalized."""
-        if ref in self.layout.names():
+        if self.layout.get(ref) is not None:
             return ref
         return str(Reference.parse(ref))
 
@@ -167,12 +167,13 @@ class Store:
         """What ``ref`` (a local reference, or a blob digest) points to."""
         if is_valid(ref):
             return self.descriptor(ref)
-        names = self.layout.names()
-        if ref in names:
-            return names[ref]
+        found = self.layout.get(ref)
+        if found is not None:
+            return found
         parsed = Reference.parse(ref)
-        if str(parsed) in names:
-            return names[str(parsed)]
+        found = self.layout.get(str(parsed)) if str(parsed) != ref else None
+        if found is not None:
+            return found
         if parsed.digest and self.content.exists(parsed.digest):
             return self.descriptor(parsed.digest)
         raise ReferenceNotFound(str(parsed))
@@ -233,8 +234,8 @@ class Store:
             return names
         if not parsed.tag or parsed.digest:
             return names
-        same_repo = {n: d for n, d in self.layout.names().items()
-                     if d.digest == removed.digest and _repository_of(n) == parsed.name}
+        same_repo = {n: d for n, d in self.layout.named(removed.digest).items()
+                     if _repository_of(n) == parsed.name}
         if any(Reference.parse(n).tag for n in same_repo):
             return names  # another tag of this repository still names the image
         for digest_name in same_repo:

@@ -291,6 +291,20 @@ class Layout:
             return None
         return self._descriptors([found[-1][2]])[0]
 
+    def named(self, digest: str) -> dict[str, Descriptor]:
+        """The names of the entries that point to ``digest``; in the line form, only the
+        lines that hold the digest are parsed."""
+        snapshot = self._snapshot()
+        if not (snapshot.lines and snapshot.valid):
+            return {name: d for name, d in self.names().items() if d.digest == digest}
+        needle = b'"digest":' + _compact(str(digest))
+        found = {}
+        for _, _, entry in _lines_holding(snapshot.data, needle):
+            name = _name_of(entry)
+            if name and entry.get("digest") == digest:
+                found[name] = self._descriptors([entry])[0]
+        return found
+
     def resolve(self, name: str) -> Descriptor:
         descriptor = self.get(name)
         if descriptor is None:
@@ -352,20 +366,21 @@ def _is_line_form(data: bytes) -> bool:
 
 def _lines_naming(data: bytes, name: str) -> list[tuple[int, int, dict]]:
     """The entries of line-form ``data`` named ``name``: each line's start and end (its
-    newline included) and the entry parsed, in file order.
-
-    The name's canonical encoding is searched for; each line found is parsed and its name
-    checked, so a hit elsewhere in a line (another field) is no match.
-    """
+    newline included) and the entry parsed, in file order."""
     needle = _compact(REF_NAME_ANNOTATION) + b":" + _compact(name)
+    return [found for found in _lines_holding(data, needle) if _name_of(found[2]) == name]
+
+
+def _lines_holding(data: bytes, needle: bytes) -> list[tuple[int, int, dict]]:
+    """The entries of line-form ``data`` whose line holds ``needle`` (a key and value in
+    their canonical encoding), parsed, in file order: the caller checks the field it
+    means, so a hit elsewhere in a line (another field) is no match."""
     found: list[tuple[int, int, dict]] = []
     at = data.find(needle)
     while at >= 0:
         start = data.rfind(b"\n", 0, at) + 1
         end = data.index(b"\n", at) + 1
         line = data[start:end - 1]
-        entry = json.loads(line[:-1] if line.endswith(b",") else line)
-        if _name_of(entry) == name:
-            found.append((start, end, entry))
+        found.append((start, end, json.loads(line[:-1] if line.endswith(b",") else line)))
         at = data.find(needle, end)
     return found

@@ -420,12 +420,11 @@ class Puller:
         """Point the tag (if any) and the digest reference at ``entry`` (addDigestReference),
         the OCI form of ``target``, which the registry serves as ``registry_digest``."""
         reference = job.reference
-        names = self.references.names()
         digest_name = str(Reference(reference.registry, reference.repository, None, Digest(registry_digest)))
         primary = str(reference) if reference.tag and not reference.digest else digest_name
         changed = set()
         for name in dict.fromkeys([digest_name, primary]):
-            current = names.get(name)
+            current = self.references.get(name)
             if current is None or current.digest != entry.digest or \
                     current.annotations.get(ORIGINAL_DIGEST_ANNOTATION) != entry.annotations.get(
                         ORIGINAL_DIGEST_ANNOTATION):
