@@ -183,8 +183,7 @@ def cmd_images(ctx: Context) -> int:
     rows = [("REFERENCE", "DIGEST", "SIZE")]
     rows += [(image.reference, image.digest, human_size(image.size)) for image in images]
     widths = [max(len(str(row[i])) for row in rows) for i in range(2)]
-    for ref, digest, size in rows:
-        ctx.out(f"{ref:<{widths[0]}}   {digest:<{widths[1]}}   {size}")
+    ctx.out("\n".join(f"{ref:<{widths[0]}}   {digest:<{widths[1]}}   {size}" for ref, digest, size in rows))
     return 0
 
 

@@ -23,15 +23,17 @@ from contentstore.errors import (
     ContentStoreError,
     InvalidManifest,
     InvalidReference,
+    MetadataError,
     ReferenceNotFound,
 )
-from contentstore.local import maintenance
+from contentstore.local import maintenance, summaries
 from contentstore.local.content import BlobInfo, ContentStore, IngestWriter
 from contentstore.local.layout import Layout
 from contentstore.local.leases import Leases
 from contentstore.local.manifests import Manifests
 from contentstore.local.metadata import Metadata
 from contentstore.local.ociview import ORIGINAL_DIGEST_ANNOTATION, OciView
+from contentstore.local.summaries import Summary
 from contentstore.model.digest import Digest, is_valid
 from contentstore.model.imageconfig import ImageConfig
 from contentstore.model.limits import MAX_MANIFEST_SIZE
@@ -256,11 +258,49 @@ class Store:
         return self._image(name, descriptor, wanted, strict=True)
 
     def images(self) -> list[Image]:
-        """Every named local image, sorted by reference."""
-        return [
-            self._image(name, descriptor, None, strict=False)
-            for name, descriptor in sorted(self.layout.names().items())
-        ]
+        """Every named local image, sorted by reference.
+
+        Each is listed from its summary in the metadata while that still holds (the same
+        blobs stored and missing, the same gc labels), else read and summarized again
+        (:mod:`contentstore.local.summaries`); the result is the same either way.
+        """
+        named = sorted(self.layout.names().items())
+        try:
+            labels = self.metadata.gc_labels()
+            kept = self.metadata.summaries()
+        except MetadataError:  # a damaged database: list what needs no metadata, as before
+            return [self._image(name, entry, None, strict=False) for name, entry in named]
+        host = Platform.host()
+        plugins = [(info.name, info.version) for info in self.plugins.info()]
+        stored: dict[str, bool] = {}
+
+        def is_stored(digest: str) -> bool:
+            if digest not in stored:
+                stored[digest] = self.content.exists(digest)
+            return stored[digest]
+
+        keys: dict[tuple, tuple[str, str]] = {}
+        found: dict[tuple[str, str], Summary] = {}
+        fresh: list[tuple[str, str, str]] = []
+        images = []
+        for name, entry in named:
+            same = (entry.digest, entry.media_type, entry.platform, entry.urls, entry.artifact_type,
+                    tuple(sorted((k, v) for k, v in entry.annotations.items() if k != REF_NAME_ANNOTATION)))
+            key = keys.get(same)
+            if key is None:
+                key = keys[same] = (str(entry.digest), summaries.variant(entry, host, plugins))
+            summary = found.get(key)
+            if summary is None:
+                with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError, InvalidManifest):
+                    summary = Summary.decode(kept[key]) if key in kept else None
+                if summary is None or not summary.holds(is_stored, labels):
+                    summary = self._summarize(entry, None, strict=False, labels=labels)
+                    fresh.append((*key, summary.encode()))
+                found[key] = summary
+            images.append(self._listed(name, entry, summary))
+        with contextlib.suppress(ContentStoreError, OSError):  # a cache: a read-only store lists too
+            self.metadata.save_summaries(fresh)
+        return images
 
     def _described(self, entry: Descriptor) -> Descriptor:
         """The document the registry digest of ``entry`` names: the original a converted
@@ -276,29 +316,64 @@ class Store:
 
     def _image(self, name: str | None, entry: Descriptor, wanted: Platform | None,
                strict: bool) -> Image:
+        return self._listed(name, entry, self._summarize(entry, wanted, strict))
+
+    def _listed(self, name: str | None, entry: Descriptor, summary: Summary) -> Image:
+        """The :class:`Image` ``name`` (pointing to ``entry``) is, from its summary."""
         known_as = Digest(entry.annotations.get(ORIGINAL_DIGEST_ANNOTATION) or entry.digest)
-        image = Image(name, known_as, entry.media_type, size=self._size(entry))
+        image = Image(name, known_as, summary.media_type, size=summary.size)
+        manifest = summary.manifest_for(entry)
+        if manifest is not None:
+            image.manifest = manifest
+            image.config = summary.config
+            image.layers = list(summary.layers)
+            image.platform = summary.platform
+        return image
+
+    def _summarize(self, entry: Descriptor, wanted: Platform | None, strict: bool,
+                   labels: dict[str, dict[str, str]] | None = None) -> Summary:
+        """Read what ``entry`` points to: for an index the ``wanted`` platform's image
+        (without ``strict``, the host's if it was pulled, else the first pulled); with
+        ``labels`` (the gc labels), what the summary depends on is recorded too."""
+        size, reached = self._reached(entry)
+        summary = Summary(entry.media_type, size, reached=reached,
+                          labels={d: labels[d] for d in reached if d in labels} if labels else {})
         if not self.content.exists(entry.digest):
             if strict:
                 raise BlobNotFound(entry.digest)
-            return image
+            return summary
         descriptor = self._described(entry)
         if not self.content.exists(descriptor.digest):
             descriptor = entry
         top = self.manifest(descriptor)
-        image.media_type = top.media_type
+        summary.media_type = top.media_type
         chosen, manifest = self._select(descriptor, top, wanted, strict)
         if isinstance(manifest, ImageManifest):
-            image.manifest = chosen
-            image.config = manifest.config
-            image.layers = list(manifest.layers)
-            image.platform = chosen.platform or self._config_platform(manifest)
-        return image
+            if chosen is entry:
+                summary.kind = summaries.ENTRY
+            elif chosen is descriptor:
+                summary.kind = summaries.ORIGINAL
+                summary.manifest = Descriptor(chosen.media_type, chosen.digest, chosen.size)
+            else:
+                summary.kind, summary.manifest = summaries.CHILD, chosen
+            summary.config = manifest.config
+            summary.layers = list(manifest.layers)
+            summary.platform = chosen.platform or self._config_platform(manifest)
+        return summary
+
+    def _reached(self, descriptor: Descriptor) -> tuple[int, dict[str, bool]]:
+        """Bytes of every stored blob ``descriptor`` reaches, and every blob it reaches
+        with whether it is stored."""
+        size, reached = 0, {}
+        for d in self.manifests.reachable([descriptor], strict=False):
+            reached[str(d.digest)] = present = self.content.exists(d.digest)
+            if present:
+                size += self.content.size(d.digest)
+        return size, reached
 
     def _size(self, descriptor: Descriptor) -> int:
         """Bytes of every stored blob ``descriptor`` reaches."""
-        return sum(self.content.size(d.digest) for d in self.manifests.reachable([descriptor], strict=False)
-                   if self.content.exists(d.digest))
+        return self._reached(descriptor)[0]
 
     def _select(self, descriptor: Descriptor, top: Manifest, wanted: Platform | None,
                 strict: bool) -> tuple[Descriptor, Manifest | None]:

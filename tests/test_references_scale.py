@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -21,11 +22,16 @@ import time
 
 import pytest
 
+from contentstore import Store
 from contentstore.errors import IndexDamaged, ReferenceNotFound
 from contentstore.local.layout import Layout, _name_of
+from contentstore.local.metadata import ORIGINAL_LABEL
+from contentstore.local.ociview import ORIGINAL_DIGEST_ANNOTATION
 from contentstore.model import digest as digests
 from contentstore.model import mediatypes as mt
 from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor
+from contentstore.model.platform import Platform
+from contentstore.testing import build_image
 
 
 def descriptor(n: int, **annotations) -> Descriptor:
@@ -273,3 +279,166 @@ def test_a_tagger_killed_at_any_point_leaves_a_whole_index_with_every_other_name
         assert layout.get("example.com/after:1").digest == descriptor(1).digest
         assert set(Layout(root, state).names()) == set(names) | {"example.com/after:1"}
     assert len(layout.remove_temporary()) <= 6  # what the kills left between write and rename
+
+
+# -- image summaries ---------------------------------------------------------------------------------
+
+def shown(images) -> list[tuple]:
+    """Every field of each listed image, descriptors with their annotations."""
+    def described(d):
+        return d.to_json() if d is not None else None
+    return [(i.reference, str(i.digest), i.media_type, i.size, described(i.manifest), described(i.config),
+             [described(layer) for layer in i.layers], str(i.platform) if i.platform else None) for i in images]
+
+
+def read_afresh(store: Store) -> list[tuple]:
+    """What listing gives when every image is read again (no summary used)."""
+    return shown([store._image(name, entry, None, strict=False)
+                  for name, entry in sorted(store.layout.names().items())])
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """How many images each listing summarized again."""
+    calls = []
+    original = Store._summarize
+
+    def summarize(self, entry, wanted, strict, labels=None):
+        calls.append(entry.digest)
+        return original(self, entry, wanted, strict, labels)
+
+    monkeypatch.setattr(Store, "_summarize", summarize)
+    return calls
+
+
+def listed(store: Store, counted: list) -> tuple[list[tuple], int]:
+    """List with a fresh Store (as a new process would) and compare with reading afresh."""
+    counted.clear()
+    result = shown(Store(store.root).images())
+    summarized = len(counted)
+    assert result == read_afresh(store)
+    return result, summarized
+
+
+def docker_typed(store: Store, name: str) -> str:
+    """A schema2 manifest made locally and tagged: named through its OCI form."""
+    config = store.put(json.dumps({"architecture": "arm64", "os": "linux",
+                                   "rootfs": {"type": "layers", "diff_ids": []}}).encode())
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": mt.DOCKER_MANIFEST,
+                           "config": {"mediaType": mt.DOCKER_CONFIG, "digest": config.digest, "size": config.size},
+                           "layers": []}).encode()
+    digest = store.put(manifest).digest
+    store.tag(digest, name)
+    return digest
+
+
+def test_images_are_listed_from_their_summaries_as_when_read_afresh(store, counted):
+    one = build_image(store, "example.com/one:1", {"a": "1"})
+    store.tag("example.com/one:1", "example.com/one:2")
+    store.tag("example.com/one:1", "example.com/other:latest")
+    build_image(store, "example.com/two:1", {"b": "2"}, platform=("linux", "arm64", "v8"))
+    original = docker_typed(store, "example.com/docker:1")
+    store.tag(original, "example.com/docker:2")
+    first, summarized = listed(store, counted)
+    assert summarized == 3  # one summary per image, shared by its names
+    again, summarized = listed(store, counted)
+    assert again == first and summarized == 0
+    by_name = {row[0]: row for row in first}
+    assert by_name["example.com/docker:1"][1] == original  # the registry's digest
+    assert by_name["example.com/docker:2"][4]["annotations"][REF_NAME_ANNOTATION] == "example.com/docker:2"
+    assert by_name["example.com/one:2"][4]["annotations"] == {REF_NAME_ANNOTATION: "example.com/one:2"}
+    assert by_name["example.com/one:2"][4]["digest"] == one.digest
+    assert by_name["example.com/two:1"][7] == "linux/arm64/v8"
+
+
+def test_a_summary_follows_the_blobs_stored(store, counted):
+    """A layer deleted, a platform of an index pulled later, an image's own manifest
+    gone: the listing says so at once."""
+    build_image(store, "example.com/one:1", {"a": "1"})
+    image = store.image("example.com/one:1")
+    host = Platform.host()
+    other = ("linux", "arm64", "v8") if host.architecture != "arm64" else ("linux", "amd64", None)
+    children = [build_image(store, None, {"p": str(p)}, platform=p) for p in (other, (host.os, host.architecture,
+                                                                                     host.variant))]
+    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [
+        {**child.to_json(), "platform": {"os": p[0], "architecture": p[1], **({"variant": p[2]} if p[2] else {})}}
+        for child, p in zip(children, (other, (host.os, host.architecture, host.variant)))]}
+    store.tag(store.put(json.dumps(index).encode()).digest, "example.com/multi:1")
+    host_child = store.image("example.com/multi:1").manifest
+    listed(store, counted)
+
+    store.content.delete(image.layers[0].digest)
+    rows, summarized = listed(store, counted)
+    assert summarized == 1
+    assert {r[0]: r for r in rows}["example.com/one:1"][3] == image.config.size + store.resolve("example.com/one:1").size
+
+    saved = store.content.read(host_child.digest)
+    store.content.delete(host_child.digest)  # the host's platform not pulled: the other one is listed
+    rows, summarized = listed(store, counted)
+    assert summarized == 1 and {r[0]: r for r in rows}["example.com/multi:1"][4]["digest"] == children[0].digest
+    store.put(saved)                          # pulled after all: the host's is listed again
+    rows, summarized = listed(store, counted)
+    assert summarized == 1 and {r[0]: r for r in rows}["example.com/multi:1"][4]["digest"] == host_child.digest
+
+    store.content.delete(store.resolve("example.com/one:1").digest)
+    rows, summarized = listed(store, counted)
+    assert summarized == 1 and {r[0]: r for r in rows}["example.com/one:1"][4] is None
+
+
+def test_a_summary_follows_the_gc_labels(store, counted):
+    build_image(store, "example.com/one:1", {"a": "1"})
+    entry = store.resolve("example.com/one:1")
+    extra = store.put(b"x" * 1000).digest
+    before, _ = listed(store, counted)
+    store.set_label(entry.digest, "contentstore.gc.ref.extra", extra)
+    rows, summarized = listed(store, counted)
+    assert summarized == 1 and rows[0][3] == before[0][3] + 1000
+    store.set_label(entry.digest, "contentstore.gc.ref.extra", None)
+    rows, summarized = listed(store, counted)
+    assert summarized == 1 and rows == before
+    # a converted image whose original's label goes: listed by its OCI form's own digest
+    original = docker_typed(store, "example.com/docker:1")
+    converted = store.resolve("example.com/docker:1").digest
+    listed(store, counted)
+    store.set_label(converted, ORIGINAL_LABEL, None)
+    rows, summarized = listed(store, counted)
+    assert summarized == 1 and {r[0]: r for r in rows}["example.com/docker:1"][4]["digest"] == converted
+    assert {r[0]: r for r in rows}["example.com/docker:1"][1] == original  # the entry still names it
+
+
+def test_another_entry_for_the_same_image_has_its_own_summary(store, counted):
+    """Entries of one digest that differ in more than the name (another tool's platform
+    field, a registry digest) are not listed from each other's summary."""
+    desc = build_image(store, "example.com/one:1", {"a": "1"})
+    store.layout.tag("example.com/plat:1", Descriptor(desc.media_type, desc.digest, desc.size,
+                                                      Platform("linux", "riscv64")))
+    store.layout.tag("example.com/known:1", desc.with_annotations(**{ORIGINAL_DIGEST_ANNOTATION: "sha256:" + "1" * 64}))
+    rows, summarized = listed(store, counted)
+    assert summarized == 3
+    by_name = {row[0]: row for row in rows}
+    assert by_name["example.com/plat:1"][7] == "linux/riscv64" and by_name["example.com/one:1"][7] == "linux/amd64"
+    assert by_name["example.com/known:1"][1] == "sha256:" + "1" * 64
+
+
+def test_a_damaged_summary_or_metadata_is_listed_afresh(store, counted):
+    build_image(store, "example.com/one:1", {"a": "1"})
+    first, _ = listed(store, counted)
+    db = sqlite3.connect(store.metadata.path)
+    db.execute("UPDATE image_summary SET summary = '{\"not\": \"a summary\"}'")
+    db.commit()
+    db.close()
+    rows, summarized = listed(store, counted)
+    assert rows == first and summarized == 1
+    store.metadata.path.write_bytes(b"garbage" * 100)
+    assert shown(Store(store.root).images()) == first  # as before: what needs no metadata still works
+
+
+def test_gc_drops_the_summaries_of_what_it_deletes(store, counted):
+    build_image(store, "example.com/one:1", {"a": "1"})
+    build_image(store, "example.com/two:1", {"b": "2"})
+    listed(store, counted)
+    two = store.resolve("example.com/two:1").digest
+    assert {digest for digest, _ in store.metadata.summaries()} == {store.resolve("example.com/one:1").digest, two}
+    store.untag("example.com/two:1")
+    store.gc()
+    assert {digest for digest, _ in store.metadata.summaries()} == {store.resolve("example.com/one:1").digest}

@@ -5,7 +5,9 @@
 - blob digest -> the registries and repositories known to hold it (configs too, which
   have no diffID), so a push can cross-repository-mount instead of uploading;
 - labels on blobs, such as ``contentstore.gc.ref.<name>`` (another blob that gc must keep
-  while this one is kept, as containerd's gc labels do).
+  while this one is kept, as containerd's gc labels do);
+- image summaries: what ``images`` lists of each image, with what that depends on
+  (:mod:`contentstore.local.summaries`).
 
 SQLite, not loose files: several processes update this at once, and SQLite gives
 transactions, locking and crash safety for free, plus look-ups both ways (diffID to
@@ -13,10 +15,10 @@ digests, digest to diffID) without scanning. Ingest state is *not* kept here: it
 beside each ingest's bytes (``content.py``), so the two can never disagree after a crash.
 
 What is only a cache and what is not: diffIDs and blob sources are relearned by pulls
-(a download computes a diffID it does not find), so a damaged database loses nothing
-that matters when it is rebuilt empty. Labels are not a cache: a
-``contentstore.gc.ref.*`` label is the only thing that keeps a schema1 image's signed
-original from gc. So every change of the labels also rewrites ``labels.json`` beside the
+(a download computes a diffID it does not find), image summaries by the next listing,
+so a damaged database loses nothing that matters when it is rebuilt empty. Labels are
+not a cache: a ``contentstore.gc.ref.*`` label is the only thing that keeps a schema1
+image's signed original from gc. So every change of the labels also rewrites ``labels.json`` beside the
 database (atomically, inside the same write transaction, so writers are serialized),
 and a rebuild restores the labels from it (and from whatever of the damaged file still
 reads). The damaged file itself is kept, renamed, never deleted.
@@ -67,6 +69,12 @@ CREATE TABLE IF NOT EXISTS label (
     value  TEXT NOT NULL,
     PRIMARY KEY (digest, key)
 );
+CREATE TABLE IF NOT EXISTS image_summary (
+    digest  TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    PRIMARY KEY (digest, variant)
+);
 """
 
 
@@ -75,6 +83,7 @@ _COLUMNS = {
     "diffid": ["diff_id", "digest", "registry", "repository"],
     "blob_source": ["digest", "registry", "repository"],
     "label": ["digest", "key", "value"],
+    "image_summary": ["digest", "variant", "summary"],
 }
 
 # SQLite's primary result codes that say the file is not a usable database of ours.
@@ -390,16 +399,45 @@ class Metadata:
                 refs.setdefault(digest, []).append(target)
         return refs
 
+    def gc_labels(self) -> dict[str, dict[str, str]]:
+        """digest -> its ``contentstore.gc.ref.*`` labels (key -> value), as they are."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT digest, key, value FROM label WHERE substr(key, 1, ?) = ?",
+                (len(GC_REF_LABEL_PREFIX), GC_REF_LABEL_PREFIX),
+            ).fetchall()
+        labels: dict[str, dict[str, str]] = {}
+        for digest, key, value in rows:
+            labels.setdefault(digest, {})[key] = value
+        return labels
+
     def forget_blobs(self, digests: list[str]) -> None:
-        """Drop the labels of deleted blobs. diffID records stay: a registry may still
-        hold the blob, and push can mount it from there."""
+        """Drop the labels and image summaries of deleted blobs. diffID records stay: a
+        registry may still hold the blob, and push can mount it from there."""
         if not digests:
             return
         with self._connect(write=True) as db:
             before = db.total_changes
             db.executemany("DELETE FROM label WHERE digest = ?", [(d,) for d in digests])
-            if db.total_changes != before:
+            labels_changed = db.total_changes != before
+            db.executemany("DELETE FROM image_summary WHERE digest = ?", [(d,) for d in digests])
+            if labels_changed:
                 self._write_copy(db)
+
+    # -- image summaries (a cache: see contentstore.local.summaries) ------------------------
+
+    def summaries(self) -> dict[tuple[str, str], str]:
+        """(digest, variant) -> the summary kept for it, as stored."""
+        with self._connect() as db:
+            rows = db.execute("SELECT digest, variant, summary FROM image_summary").fetchall()
+        return {(digest, variant): summary for digest, variant, summary in rows}
+
+    def save_summaries(self, rows: list[tuple[str, str, str]]) -> None:
+        """Keep each ``(digest, variant, summary)``, in one transaction."""
+        if not rows:
+            return
+        with self._connect(write=True) as db:
+            db.executemany("INSERT OR REPLACE INTO image_summary VALUES (?, ?, ?)", rows)
 
 
 def _valid_label(row) -> bool:
