@@ -266,41 +266,27 @@ class Store:
         """
         named = sorted(self.layout.names().items())
         try:
-            labels = self.metadata.gc_labels()
-            kept = self.metadata.summaries()
+            found = self._summaries()
         except MetadataError:  # a damaged database: list what needs no metadata, as before
             return [self._image(name, entry, None, strict=False) for name, entry in named]
-        host = Platform.host()
-        plugins = [(info.name, info.version) for info in self.plugins.info()]
-        stored: dict[str, bool] = {}
-
-        def is_stored(digest: str) -> bool:
-            if digest not in stored:
-                stored[digest] = self.content.exists(digest)
-            return stored[digest]
-
-        keys: dict[tuple, tuple[str, str]] = {}
-        found: dict[tuple[str, str], Summary] = {}
-        fresh: list[tuple[str, str, str]] = []
-        images = []
-        for name, entry in named:
-            same = (entry.digest, entry.media_type, entry.platform, entry.urls, entry.artifact_type,
-                    tuple(sorted((k, v) for k, v in entry.annotations.items() if k != REF_NAME_ANNOTATION)))
-            key = keys.get(same)
-            if key is None:
-                key = keys[same] = (str(entry.digest), summaries.variant(entry, host, plugins))
-            summary = found.get(key)
-            if summary is None:
-                with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError, InvalidManifest):
-                    summary = Summary.decode(kept[key]) if key in kept else None
-                if summary is None or not summary.holds(is_stored, labels):
-                    summary = self._summarize(entry, None, strict=False, labels=labels)
-                    fresh.append((*key, summary.encode()))
-                found[key] = summary
-            images.append(self._listed(name, entry, summary))
-        with contextlib.suppress(ContentStoreError, OSError):  # a cache: a read-only store lists too
-            self.metadata.save_summaries(fresh)
+        images = [self._listed(name, entry, found.of(entry)) for name, entry in named]
+        found.save()
         return images
+
+    def _summaries(self, digests: list[str] | None = None) -> summaries.Summaries:
+        return summaries.Summaries(self.metadata, self.content,
+                                   lambda entry, labels: self._summarize(entry, None, False, labels),
+                                   Platform.host(), [(info.name, info.version) for info in self.plugins.info()],
+                                   digests)
+
+    def _remember(self, entries: list[Descriptor]) -> None:
+        """Summarize what a pull named (unless a summary holds), so that listing it need
+        not read it; a cache, so nothing here stops the pull."""
+        with contextlib.suppress(ContentStoreError, OSError):
+            found = self._summaries([str(entry.digest) for entry in entries])
+            for entry in entries:
+                found.of(entry)
+            found.save()
 
     def _described(self, entry: Descriptor) -> Descriptor:
         """The document the registry digest of ``entry`` names: the original a converted
@@ -467,6 +453,7 @@ class Store:
         results = puller.pull(ref, platform=wanted, all_platforms=all_platforms, all_tags=all_tags,
                               verify_diffids=verify_diffids)
         images = [self._pulled_image(result) for result in results]
+        self._remember([result.descriptor for result in results])
         return images if all_tags else images[0]
 
     def _pulled_image(self, result) -> Image:

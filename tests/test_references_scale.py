@@ -31,7 +31,7 @@ from contentstore.model import digest as digests
 from contentstore.model import mediatypes as mt
 from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor
 from contentstore.model.platform import Platform
-from contentstore.testing import build_image
+from contentstore.testing import build_image, push_test_image
 
 
 def descriptor(n: int, **annotations) -> Descriptor:
@@ -442,3 +442,83 @@ def test_gc_drops_the_summaries_of_what_it_deletes(store, counted):
     store.untag("example.com/two:1")
     store.gc()
     assert {digest for digest, _ in store.metadata.summaries()} == {store.resolve("example.com/one:1").digest}
+
+
+@pytest.mark.needs("skopeo", "docker-registry")
+def test_a_pull_records_the_summary_so_the_first_listing_reads_nothing(store, registry, counted):
+    ref = push_test_image(registry, "refs/pulled:1", {"hello.txt": "pulled\n"}, "--format", "v2s2")
+    store.pull(ref)
+    assert len(counted) == 1
+    rows, summarized = listed(store, counted)
+    assert summarized == 0 and len(rows) == 2  # the tag and repo@digest
+    counted.clear()
+    store.pull(ref)                            # warm: the summary holds, nothing made again
+    assert counted == []
+
+
+# -- other tools write the same index.json ----------------------------------------------------------
+
+
+def run(*args: str) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.mark.needs("skopeo", "umoci")
+def test_skopeo_and_umoci_write_the_index_and_contentstore_keeps_what_they_wrote(store, tmp_path):
+    for i in range(30):
+        build_image(store, f"example.com/app:{i}", {"n": str(i)})
+    one = store.resolve("example.com/app:1")
+    assert spliced(store.layout)
+    # skopeo copies an image into the store under a name of its own: one line, compact
+    run("skopeo", "copy", "--quiet", f"oci:{store.root}:example.com/app:1", f"oci:{store.root}:skopeo-made")
+    assert not spliced(store.layout)
+    assert store.resolve("skopeo-made").digest == one.digest
+    assert store.image("skopeo-made").layers == store.image("example.com/app:1").layers
+    # umoci names another one
+    run("umoci", "tag", "--image", f"{store.root}:example.com/app:2", "umoci-made")
+    assert store.resolve("umoci-made").digest == store.resolve("example.com/app:2").digest
+    # contentstore writes again: every name kept, the file laid out again, splices from then on
+    store.tag("umoci-made", "example.com/after:1")
+    store.untag("example.com/app:3")
+    assert spliced(store.layout)
+    names = set(store.references())
+    assert {"skopeo-made", "umoci-made", "example.com/after:1"} <= names and "example.com/app:3" not in names
+    assert len(names) == 32
+    # and the tools read what contentstore wrote
+    assert json.loads(run("skopeo", "inspect", f"oci:{store.root}:example.com/after:1"))["Digest"] == \
+        store.resolve("example.com/app:2").digest
+    listed = run("umoci", "ls", "--layout", str(store.root)).split()
+    assert set(listed) == names
+    # skopeo replaces a name contentstore made, in the middle of the file
+    run("skopeo", "copy", "--quiet", f"oci:{store.root}:example.com/app:5", f"oci:{store.root}:example.com/app:7")
+    assert store.resolve("example.com/app:7").digest == store.resolve("example.com/app:5").digest
+    store.tag("example.com/app:9", "example.com/app:8")
+    assert store.resolve("example.com/app:7").digest == store.resolve("example.com/app:5").digest
+    assert [m for m in manifests(store.layout) if _name_of(m) == "example.com/app:7"][0]["digest"] == \
+        store.resolve("example.com/app:5").digest
+    assert set(store.references()) == names
+    assert {i.reference for i in store.images()} == names and store.verify().ok
+
+
+# -- at scale ----------------------------------------------------------------------------------------
+
+
+def test_tagging_stays_cheap_as_the_index_grows(store):
+    """2,000 tags through the API: each stays far below what parsing and rewriting the
+    whole file cost (about 30 ms at 2,000 entries here), and the last ones are not much
+    slower than the first (the file grows; only bytes are copied)."""
+    build_image(store, "example.com/base:1", {"a": "1"})
+    times = []
+    for i in range(2000):
+        start = time.perf_counter()
+        store.tag("example.com/base:1", f"127.0.0.1:5000/team/app{i % 20}:tag-{i}")
+        times.append(time.perf_counter() - start)
+    first, last = sorted(times[:200])[100], sorted(times[-200:])[100]
+    assert last < 0.015, (first, last)
+    assert last < 4 * first + 0.002, (first, last)
+    start = time.perf_counter()
+    images = store.images()
+    assert len(images) == 2001 and time.perf_counter() - start < 10
+    start = time.perf_counter()
+    assert len(Store(store.root).images()) == 2001
+    assert time.perf_counter() - start < 2  # from the summary: about 40 ms here

@@ -426,10 +426,15 @@ class Metadata:
 
     # -- image summaries (a cache: see contentstore.local.summaries) ------------------------
 
-    def summaries(self) -> dict[tuple[str, str], str]:
-        """(digest, variant) -> the summary kept for it, as stored."""
+    def summaries(self, digests: list[str] | None = None) -> dict[tuple[str, str], str]:
+        """(digest, variant) -> the summary kept for it, as stored: every one, or those of
+        ``digests``."""
         with self._connect() as db:
-            rows = db.execute("SELECT digest, variant, summary FROM image_summary").fetchall()
+            if digests is None:
+                rows = db.execute("SELECT digest, variant, summary FROM image_summary").fetchall()
+            else:
+                rows = [row for digest in dict.fromkeys(digests) for row in db.execute(
+                    "SELECT digest, variant, summary FROM image_summary WHERE digest = ?", (digest,))]
         return {(digest, variant): summary for digest, variant, summary in rows}
 
     def save_summaries(self, rows: list[tuple[str, str, str]]) -> None:

@@ -23,11 +23,15 @@ without summaries, and gc drops those of the blobs it deletes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Callable
 
+from contentstore.errors import ContentStoreError, InvalidManifest
+from contentstore.local.interfaces import BlobReader
+from contentstore.local.metadata import Metadata
 from contentstore.model.manifest import REF_NAME_ANNOTATION, Descriptor
 from contentstore.model.platform import Platform
 
@@ -112,3 +116,59 @@ class Summary:
             reached={str(k): bool(v) for k, v in data["reached"].items()},
             labels={str(k): dict(v) for k, v in data["labels"].items()},
         )
+
+
+class Summaries:
+    """The summaries of one listing: looked up in the metadata, checked, made where none
+    holds (by ``summarize``, given the entry and the gc labels), and kept (:meth:`save`).
+
+    :param digests: the entries' digests, when only a few are wanted (else every
+        summary kept is read, in one query).
+    :raises MetadataError: when the metadata cannot be read (list without summaries).
+    """
+
+    def __init__(self, metadata: Metadata, blobs: BlobReader,
+                 summarize: Callable[[Descriptor, dict[str, dict[str, str]]], Summary],
+                 host: Platform, plugins: list[tuple[str, str]], digests: list[str] | None = None):
+        self.metadata = metadata
+        self.blobs = blobs
+        self.summarize = summarize
+        self.host = host
+        self.plugins = plugins
+        self.labels = metadata.gc_labels()
+        self.kept = metadata.summaries(digests)
+        self.fresh: list[tuple[str, str, str]] = []
+        self._stored: dict[str, bool] = {}
+        self._keys: dict[tuple, tuple[str, str]] = {}
+        self._found: dict[tuple[str, str], Summary] = {}
+
+    def is_stored(self, digest: str) -> bool:
+        if digest not in self._stored:
+            self._stored[digest] = self.blobs.exists(digest)
+        return self._stored[digest]
+
+    def of(self, entry: Descriptor) -> Summary:
+        """The summary of ``entry``: kept and still holding, else made afresh."""
+        same = (entry.digest, entry.media_type, entry.platform, entry.urls, entry.artifact_type,
+                tuple(sorted((k, v) for k, v in entry.annotations.items() if k != REF_NAME_ANNOTATION)))
+        key = self._keys.get(same)
+        if key is None:
+            key = self._keys[same] = (str(entry.digest), variant(entry, self.host, self.plugins))
+        summary = self._found.get(key)
+        if summary is not None:
+            return summary
+        if key in self.kept:
+            with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError, InvalidManifest):
+                summary = Summary.decode(self.kept[key])
+        if summary is None or not summary.holds(self.is_stored, self.labels):
+            summary = self.summarize(entry, self.labels)
+            self.fresh.append((*key, summary.encode()))
+        self._found[key] = summary
+        return summary
+
+    def save(self) -> None:
+        """Keep the summaries made afresh; a cache, so a store that cannot be written
+        (read-only, a full disk, a damaged database) lists all the same."""
+        with contextlib.suppress(ContentStoreError, OSError):
+            self.metadata.save_summaries(self.fresh)
+        self.fresh = []
