@@ -514,7 +514,7 @@ def test_tagging_stays_cheap_as_the_index_grows(store):
         store.tag("example.com/base:1", f"127.0.0.1:5000/team/app{i % 20}:tag-{i}")
         times.append(time.perf_counter() - start)
     first, last = sorted(times[:200])[100], sorted(times[-200:])[100]
-    assert last < 0.015, (first, last)
+    assert last < 0.025, (first, last)
     assert last < 4 * first + 0.002, (first, last)
     start = time.perf_counter()
     images = store.images()
