@@ -6,7 +6,10 @@ and an untag give exactly what a whole parse and rewrite gave (a model of the ol
 on random operations); a file another tool wrote (or edited) is noticed and parsed whole;
 several processes tagging at once lose nothing; a tagger killed at any point leaves a
 whole, usable file; skopeo and umoci write the same file and contentstore keeps what
-they wrote (and the reverse); tagging stays cheap as the file grows.
+they wrote (and the reverse); a listing from the summaries equals reading every image
+afresh, through blobs deleted and added, platforms pulled later, gc labels set and
+removed, damaged summaries and a damaged database; a pull records its summary; gc drops
+the summaries of what it deletes; tagging stays cheap as the file grows.
 """
 
 import json
@@ -62,8 +65,7 @@ def manifests(layout: Layout) -> list:
 
 def spliced(layout: Layout) -> bool:
     """Whether the next change to ``index.json`` is a splice (the file is contentstore's)."""
-    snapshot = layout._snapshot()
-    return snapshot.lines
+    return layout._snapshot().lines
 
 
 # -- the line form ---------------------------------------------------------------------------------
