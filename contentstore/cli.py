@@ -244,8 +244,8 @@ def cmd_images(ctx: Context) -> int:
     rows += [(image.reference, image.digest, human_size(image.size), image.artifact_type or "image")
              for image in images]
     widths = [max(len(str(row[i])) for row in rows) for i in range(3)]
-    for ref, digest, size, kind in rows:
-        ctx.out(f"{ref:<{widths[0]}}   {digest:<{widths[1]}}   {size:<{widths[2]}}   {kind}")
+    ctx.out("\n".join(f"{ref:<{widths[0]}}   {digest:<{widths[1]}}   {size:<{widths[2]}}   {kind}"
+                      for ref, digest, size, kind in rows))
     return 0
 
 

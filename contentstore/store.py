@@ -29,13 +29,14 @@ from contentstore.errors import (
     ReferenceNotFound,
     UnpackError,
 )
-from contentstore.local import maintenance
+from contentstore.local import maintenance, summaries
 from contentstore.local.content import BlobInfo, ContentStore, IngestWriter
 from contentstore.local.layout import Layout
 from contentstore.local.leases import Leases
 from contentstore.local.manifests import Manifests
 from contentstore.local.metadata import Metadata
 from contentstore.local.ociview import ORIGINAL_DIGEST_ANNOTATION, OciView
+from contentstore.local.summaries import Summary
 from contentstore.model import artifact as artifacts
 from contentstore.model import mediatypes
 from contentstore.model.digest import Digest, is_valid
@@ -188,7 +189,7 @@ class Store:
 
     def _name(self, ref: str) -> str:
         """The ``index.json`` name for ``ref``: as given if stored so, else normalized."""
-        if ref in self.layout.names():
+        if self.layout.get(ref) is not None:
             return ref
         return str(Reference.parse(ref))
 
@@ -196,12 +197,13 @@ class Store:
         """What ``ref`` (a local reference, or a blob digest) points to."""
         if is_valid(ref):
             return self.descriptor(ref)
-        names = self.layout.names()
-        if ref in names:
-            return names[ref]
+        found = self.layout.get(ref)
+        if found is not None:
+            return found
         parsed = Reference.parse(ref)
-        if str(parsed) in names:
-            return names[str(parsed)]
+        found = self.layout.get(str(parsed)) if str(parsed) != ref else None
+        if found is not None:
+            return found
         if parsed.digest and self.content.exists(parsed.digest):
             return self.descriptor(parsed.digest)
         raise ReferenceNotFound(str(parsed))
@@ -262,8 +264,8 @@ class Store:
             return names
         if not parsed.tag or parsed.digest:
             return names
-        same_repo = {n: d for n, d in self.layout.names().items()
-                     if d.digest == removed.digest and _repository_of(n) == parsed.name}
+        same_repo = {n: d for n, d in self.layout.named(removed.digest).items()
+                     if _repository_of(n) == parsed.name}
         if any(Reference.parse(n).tag for n in same_repo):
             return names  # another tag of this repository still names the image
         for digest_name in same_repo:
@@ -284,11 +286,35 @@ class Store:
         return self._image(name, descriptor, wanted, strict=True)
 
     def images(self) -> list[Image]:
-        """Every named local image, sorted by reference."""
-        return [
-            self._image(name, descriptor, None, strict=False)
-            for name, descriptor in sorted(self.layout.names().items())
-        ]
+        """Every named local image, sorted by reference.
+
+        Each is listed from its summary in the metadata while that still holds (the same
+        blobs stored and missing, the same gc labels), else read and summarized again
+        (:mod:`contentstore.local.summaries`); the result is the same either way.
+        """
+        named = sorted(self.layout.names().items())
+        try:
+            found = self._summaries()
+        except MetadataError:  # a damaged database: list what needs no metadata, as before
+            return [self._image(name, entry, None, strict=False) for name, entry in named]
+        images = [self._listed(name, entry, found.of(entry)) for name, entry in named]
+        found.save()
+        return images
+
+    def _summaries(self, digests: list[str] | None = None) -> summaries.Summaries:
+        return summaries.Summaries(self.metadata, self.content,
+                                   lambda entry, labels: self._summarize(entry, None, False, labels),
+                                   Platform.host(), [(info.name, info.version) for info in self.plugins.info()],
+                                   digests)
+
+    def _remember(self, entries: list[Descriptor]) -> None:
+        """Summarize what a pull named (unless a summary holds), so that listing it need
+        not read it; a cache, so nothing here stops the pull."""
+        with contextlib.suppress(ContentStoreError, OSError):
+            found = self._summaries([str(entry.digest) for entry in entries])
+            for entry in entries:
+                found.of(entry)
+            found.save()
 
     def _described(self, entry: Descriptor) -> Descriptor:
         """The document the registry digest of ``entry`` names: the original a converted
@@ -304,31 +330,67 @@ class Store:
 
     def _image(self, name: str | None, entry: Descriptor, wanted: Platform | None,
                strict: bool) -> Image:
+        return self._listed(name, entry, self._summarize(entry, wanted, strict))
+
+    def _listed(self, name: str | None, entry: Descriptor, summary: Summary) -> Image:
+        """The :class:`Image` ``name`` (pointing to ``entry``) is, from its summary."""
         known_as = Digest(entry.annotations.get(ORIGINAL_DIGEST_ANNOTATION) or entry.digest)
-        image = Image(name, known_as, entry.media_type, size=self._size(entry))
+        image = Image(name, known_as, summary.media_type, size=summary.size)
+        image.artifact_type = summary.artifact_type
+        manifest = summary.manifest_for(entry)
+        if manifest is not None:
+            image.manifest = manifest
+            image.config = summary.config
+            image.layers = list(summary.layers)
+            image.platform = summary.platform
+        return image
+
+    def _summarize(self, entry: Descriptor, wanted: Platform | None, strict: bool,
+                   labels: dict[str, dict[str, str]] | None = None) -> Summary:
+        """Read what ``entry`` points to: for an index the ``wanted`` platform's image
+        (without ``strict``, the host's if it was pulled, else the first pulled); with
+        ``labels`` (the gc labels), what the summary depends on is recorded too."""
+        size, reached = self._reached(entry)
+        summary = Summary(entry.media_type, size, reached=reached,
+                          labels={d: labels[d] for d in reached if d in labels} if labels else {})
         if not self.content.exists(entry.digest):
             if strict:
                 raise BlobNotFound(entry.digest)
-            return image
+            return summary
         descriptor = self._described(entry)
         if not self.content.exists(descriptor.digest):
             descriptor = entry
         top = self.manifest(descriptor)
-        image.media_type = top.media_type
+        summary.media_type = top.media_type
         chosen, manifest = self._select(descriptor, top, wanted, strict)
-        image.artifact_type = artifacts.artifact_kind(top) or (
+        summary.artifact_type = artifacts.artifact_kind(top) or (
             artifacts.artifact_kind(manifest) if manifest is not None else None)
         if isinstance(manifest, ImageManifest):
-            image.manifest = chosen
-            image.config = manifest.config
-            image.layers = list(manifest.layers)
-            image.platform = chosen.platform or self._config_platform(manifest)
-        return image
+            if chosen is entry:
+                summary.kind = summaries.ENTRY
+            elif chosen is descriptor:
+                summary.kind = summaries.ORIGINAL
+                summary.manifest = Descriptor(chosen.media_type, chosen.digest, chosen.size)
+            else:
+                summary.kind, summary.manifest = summaries.CHILD, chosen
+            summary.config = manifest.config
+            summary.layers = list(manifest.layers)
+            summary.platform = chosen.platform or self._config_platform(manifest)
+        return summary
+
+    def _reached(self, descriptor: Descriptor) -> tuple[int, dict[str, bool]]:
+        """Bytes of every stored blob ``descriptor`` reaches, and every blob it reaches
+        with whether it is stored."""
+        size, reached = 0, {}
+        for d in self.manifests.reachable([descriptor], strict=False):
+            reached[str(d.digest)] = present = self.content.exists(d.digest)
+            if present:
+                size += self.content.size(d.digest)
+        return size, reached
 
     def _size(self, descriptor: Descriptor) -> int:
         """Bytes of every stored blob ``descriptor`` reaches."""
-        return sum(self.content.size(d.digest) for d in self.manifests.reachable([descriptor], strict=False)
-                   if self.content.exists(d.digest))
+        return self._reached(descriptor)[0]
 
     def _select(self, descriptor: Descriptor, top: Manifest, wanted: Platform | None,
                 strict: bool) -> tuple[Descriptor, Manifest | None]:
@@ -444,6 +506,7 @@ class Store:
         for result in results:
             self.plugins.image_pulled(reference=result.reference, descriptor=result.document, store=self)
         images = [self._pulled_image(result) for result in results]
+        self._remember([result.descriptor for result in results])
         return images if all_tags else images[0]
 
     def _pulled_image(self, result) -> Image:

@@ -47,14 +47,18 @@ def fsync_dir(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_file(path: Path, mode: int = 0o644, durable: bool = True,
-                temp_dir: Path | None = None, what: str | None = None) -> Iterator[BinaryIO]:
+                temp_dir: Path | None = None, what: str | None = None,
+                sync_dir: bool = True) -> Iterator[BinaryIO]:
     """A file to write that replaces ``path`` only when the block ends without error.
 
     It is written under a temporary name (in ``temp_dir``, default ``path``'s directory,
     which must be on the same file system), flushed, fsynced, given ``mode`` and renamed
     over ``path``; on error it is removed and ``path`` is left as it was. With
     ``durable=False`` the fsyncs are skipped: readers still see old or new bytes, never a
-    mix, but a power cut may lose the change (for advisory state only).
+    mix, but a power cut may lose the change (for advisory state only). With
+    ``sync_dir=False`` only the directory's fsync is skipped: the file's bytes are on disk
+    before its rename, so a power cut never leaves it partly written, but may undo the
+    rename (the previous file stays whole).
 
     A full disk (or any write error that names no file) is a :class:`WriteError` naming
     ``what`` (default: the file's name) and ``path``, not the temporary file.
@@ -85,7 +89,7 @@ def atomic_file(path: Path, mode: int = 0o644, durable: bool = True,
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    if durable:
+    if durable and sync_dir:
         fsync_dir(path.parent)
 
 

@@ -9,6 +9,8 @@
 - the subject index: subject digest -> each stored manifest whose ``subject`` names it
   (OCI 1.1 referrers), as a referrers list gives it (media type, size, ``artifactType``,
   annotations), for ``referrers --local``, ``inspect``, ``push --referrers`` and gc.
+- image summaries: what ``images`` lists of each image, with what that depends on
+  (:mod:`contentstore.local.summaries`).
 
 SQLite, not loose files: several processes update this at once, and SQLite gives
 transactions, locking and crash safety for free, plus look-ups both ways (diffID to
@@ -16,10 +18,10 @@ digests, digest to diffID) without scanning. Ingest state is *not* kept here: it
 beside each ingest's bytes (``content.py``), so the two can never disagree after a crash.
 
 What is only a cache and what is not: diffIDs and blob sources are relearned by pulls
-(a download computes a diffID it does not find), and the subject index is read again
-from the stored manifests (``verify --repair``; gc also looks at what it would sweep
-for manifests whose subject it keeps), so a damaged database loses nothing that matters
-when it is rebuilt empty. Labels are not a cache: a
+(a download computes a diffID it does not find), image summaries by the next listing,
+and the subject index is read again from the stored manifests (``verify --repair``; gc
+also looks at what it would sweep for manifests whose subject it keeps), so a damaged
+database loses nothing that matters when it is rebuilt empty. Labels are not a cache: a
 ``contentstore.gc.ref.*`` label is the only thing that keeps a schema1 image's signed
 original from gc. So every change of the labels also rewrites ``labels.json`` beside the
 database (atomically, inside the same write transaction, so writers are serialized),
@@ -83,6 +85,12 @@ CREATE TABLE IF NOT EXISTS referrer (
     PRIMARY KEY (subject, digest)
 );
 CREATE INDEX IF NOT EXISTS referrer_by_digest ON referrer (digest);
+CREATE TABLE IF NOT EXISTS image_summary (
+    digest  TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    PRIMARY KEY (digest, variant)
+);
 """
 
 
@@ -92,6 +100,7 @@ _COLUMNS = {
     "blob_source": ["digest", "registry", "repository"],
     "label": ["digest", "key", "value"],
     "referrer": ["subject", "digest", "media_type", "artifact_type", "size", "annotations"],
+    "image_summary": ["digest", "variant", "summary"],
 }
 
 # SQLite's primary result codes that say the file is not a usable database of ours.
@@ -407,16 +416,30 @@ class Metadata:
                 refs.setdefault(digest, []).append(target)
         return refs
 
+    def gc_labels(self) -> dict[str, dict[str, str]]:
+        """digest -> its ``contentstore.gc.ref.*`` labels (key -> value), as they are."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT digest, key, value FROM label WHERE substr(key, 1, ?) = ?",
+                (len(GC_REF_LABEL_PREFIX), GC_REF_LABEL_PREFIX),
+            ).fetchall()
+        labels: dict[str, dict[str, str]] = {}
+        for digest, key, value in rows:
+            labels.setdefault(digest, {})[key] = value
+        return labels
+
     def forget_blobs(self, digests: list[str]) -> None:
-        """Drop the labels of deleted blobs, and deleted referrers from the subject index.
-        diffID records stay: a registry may still hold the blob, and push can mount it
-        from there."""
+        """Drop the labels and image summaries of deleted blobs, and deleted referrers from
+        the subject index. diffID records stay: a registry may still hold the blob, and push
+        can mount it from there."""
         if not digests:
             return
         with self._connect(write=True) as db:
             before = db.total_changes
             db.executemany("DELETE FROM label WHERE digest = ?", [(d,) for d in digests])
-            if db.total_changes != before:
+            labels_changed = db.total_changes != before
+            db.executemany("DELETE FROM image_summary WHERE digest = ?", [(d,) for d in digests])
+            if labels_changed:
                 self._write_copy(db)
             db.executemany("DELETE FROM referrer WHERE digest = ?", [(d,) for d in digests])
 
@@ -457,6 +480,26 @@ class Metadata:
                 found.setdefault(subject, []).append(Digest(digest))
         return found
 
+    # -- image summaries -------------------------------------------------------------------
+
+    def summaries(self, digests: list[str] | None = None) -> dict[tuple[str, str], str]:
+        """(digest, variant) -> the summary kept for it, as stored: every one, or those of
+        ``digests``."""
+        with self._connect() as db:
+            if digests is None:
+                rows = db.execute("SELECT digest, variant, summary FROM image_summary").fetchall()
+            else:
+                rows = [row for digest in dict.fromkeys(digests) for row in db.execute(
+                    "SELECT digest, variant, summary FROM image_summary WHERE digest = ?", (digest,))]
+        return {(digest, variant): summary for digest, variant, summary in rows}
+
+    def save_summaries(self, rows: list[tuple[str, str, str]]) -> None:
+        """Keep each ``(digest, variant, summary)``, in one transaction."""
+        if not rows:
+            return
+        with self._connect(write=True) as db:
+            db.executemany("INSERT OR REPLACE INTO image_summary VALUES (?, ?, ?)", rows)
+
 
 def _referrer_row(subject: str, referrer: Descriptor) -> tuple:
     return (Digest(subject), Digest(referrer.digest), referrer.media_type, referrer.artifact_type,
@@ -471,6 +514,7 @@ def _referrer(digest: str, media_type: str, artifact_type: str | None, size: int
     return Descriptor(media_type, Digest(digest), size, None, parsed if isinstance(parsed, dict) else {}, (),
                       artifact_type or None)
 
+    # -- image summaries (a cache: see contentstore.local.summaries) ------------------------
 
 def _valid_label(row) -> bool:
     try:

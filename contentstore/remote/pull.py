@@ -550,12 +550,11 @@ class Puller:
             except BaseException as error:
                 self._refused.append(error)
                 raise
-        names = self.references.names()
         digest_name = str(Reference(reference.registry, reference.repository, None, Digest(registry_digest)))
         primary = str(reference) if reference.tag and not reference.digest else digest_name
         changed = set()
         for name in dict.fromkeys([digest_name, primary]):
-            current = names.get(name)
+            current = self.references.get(name)
             if current is None or current.digest != entry.digest or \
                     current.annotations.get(ORIGINAL_DIGEST_ANNOTATION) != entry.annotations.get(
                         ORIGINAL_DIGEST_ANNOTATION):
