@@ -18,7 +18,7 @@ from servers import PASSWORD, USER, oci_ref, write_docker_config
 
 from contentstore import Store
 from contentstore.errors import PlatformNotFound, RemoteNotFound, Unauthorized, UsageError
-from contentstore.testing import build_image, build_index, push
+from contentstore.testing import build_image, build_index, push, push_test_image
 
 pytestmark = pytest.mark.needs("skopeo", "docker-registry")
 
@@ -288,3 +288,23 @@ def test_copy_some_platforms_rewrites_the_index(registry, registry_factory, sour
     out = cli(root, "copy", f"{registry.host}/team/plat:1", f"{dest.host}/cli/plat:2", "--referrers")
     assert out.returncode == 0, out.stderr  # no referrers to bring: the image alone, digest kept
     assert skopeo_raw(f"{dest.host}/cli/plat:2") == skopeo_raw(f"{registry.host}/team/plat:1")
+
+
+def test_sync_copies_artifacts_and_referrers_tags_too(registry, registry_factory, store, tmp_path):
+    """A repository holds more than images: an SBOM tagged beside its image, and the
+    referrers tag (sha256-<hex>) that lists it on a registry without the referrers API.
+    sync copies every tag, as skopeo sync and regsync do, digests kept."""
+    ref = push_test_image(registry, "team/withsbom:1", {"a.txt": "a\n"})
+    sbom = tmp_path / "sbom.spdx.json"
+    sbom.write_text('{"spdxVersion": "SPDX-2.3"}')
+    store.pull(ref)
+    store.put_artifact(f"{registry.host}/team/withsbom:sbom", [(sbom, "application/spdx+json")],
+                       artifact_type="application/spdx+json", subject=ref)
+    store.push(f"{registry.host}/team/withsbom:sbom")
+    dest = registry_factory()
+    fresh = Store(tmp_path / "fresh")
+    report = fresh.sync(f"{registry.host}/team/withsbom", dest.host)
+    assert report.ok and len(report.copied) == 3, report.summary()  # 1, sbom, sha256-<hex>
+    for tag in ("1", "sbom"):
+        assert skopeo_raw(f"{dest.host}/team/withsbom:{tag}") == skopeo_raw(f"{registry.host}/team/withsbom:{tag}")
+    assert [r.artifact_type for r in fresh.referrers(f"{dest.host}/team/withsbom:1")] == ["application/spdx+json"]

@@ -241,7 +241,10 @@ class Transfer:
         return self._pushable(result), digest
 
     def _pull_one(self, reference: str, **options) -> list[PullResult]:
-        results = self._puller().pull(reference, **options)
+        # Copy and sync move whatever a repository holds, as skopeo and regsync do: an
+        # artifact (an SBOM, a referrers index) is taken as the ORAS path takes it, its
+        # blobs verified, whatever its config; images are still checked as a pull checks them.
+        results = self._puller().pull(reference, artifacts=True, **options)
         if self.pulled is not None:
             for result in results:
                 self.pulled(result)
