@@ -34,6 +34,8 @@ mirror_fallback = false
     ('[registry."x"]\ninsecure = "yes"\n', ":2: 'insecure'"),
     ('[registry."x"]\nmirrors = ["ftp://a"]\n', ":2: mirror 'ftp://a'"),
     ('max_concurrent_downloads = 0\n', ":1:"),
+    ('\nmax_connections_per_download = 0\n', ":2: 'max_connections_per_download' must be at least 1"),
+    ('parallel_download_chunk_size = "16M"\n', ":1: 'parallel_download_chunk_size' must be a int"),
 ])
 def test_bad_config_names_file_and_line(tmp_path, text, where):
     with pytest.raises(ConfigError) as info:
@@ -48,3 +50,14 @@ def test_missing_files(tmp_path, monkeypatch):
     assert config.load().registries == {}
     with pytest.raises(ConfigError):
         config.load(tmp_path / "absent.toml")
+
+
+def test_parallel_download_settings(tmp_path):
+    defaults = config.load(write(tmp_path, ""))
+    assert (defaults.max_connections_per_download, defaults.parallel_download_threshold,
+            defaults.parallel_download_chunk_size) == (4, 64 << 20, 16 << 20)
+    cfg = config.load(write(tmp_path, "max_connections_per_download = 1\n"
+                                      "parallel_download_threshold = 1048576\n"
+                                      "parallel_download_chunk_size = 262144\n"))
+    assert (cfg.max_connections_per_download, cfg.parallel_download_threshold,
+            cfg.parallel_download_chunk_size) == (1, 1 << 20, 256 << 10)
