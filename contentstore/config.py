@@ -130,7 +130,7 @@ def load(path: str | os.PathLike | None = None) -> Config:
 
 
 def _line_of(text: str, key: str) -> int:
-    pattern = re.compile(rf'^\s*(?:{re.escape(key)}|"{re.escape(key)}")\s*=', re.M)
+    pattern = re.compile(rf'^[ \t]*(?:{re.escape(key)}|"{re.escape(key)}")\s*=', re.M)
     match = pattern.search(text)
     return text.count("\n", 0, match.start()) + 1 if match else 1
 
