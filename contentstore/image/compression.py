@@ -235,6 +235,7 @@ class ThreadedDiffIDHasher:
         self._decompressor = decompressor(compression)
         self._hasher = hashlib.sha256()
         self._error: VerificationError | None = None
+        self._failure: Exception | None = None
         self.uncompressed_size = 0
         self._input: queue.Queue = queue.Queue(self.DEPTH)
         self._output: queue.Queue = queue.Queue(self.DEPTH)
@@ -253,6 +254,8 @@ class ThreadedDiffIDHasher:
                     self._decompressor.feed(data, self._output.put)
                 except _DECOMPRESSION_ERRORS as exc:
                     self._error = VerificationError(f"layer does not decompress: {exc}")
+                except Exception as exc:  # noqa: BLE001 - raised by digest(); the queue is still drained
+                    self._failure = exc
         finally:
             self._output.put(None)
 
@@ -277,6 +280,8 @@ class ThreadedDiffIDHasher:
 
     def digest(self) -> Digest:
         self._finish()
+        if self._failure is not None:
+            raise self._failure
         if self._error is not None:
             raise self._error
         self._hasher.update(self._decompressor.finish())
