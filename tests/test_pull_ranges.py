@@ -26,6 +26,9 @@ from contentstore.testing import build_image, push
 MiB = 1 << 20
 BIG = 6 * MiB
 CHUNK = MiB
+#: A link that holds each connection to this many bytes a second: slow enough that a
+#: ranged download opens its other connections (after half a second on one).
+SLOW = 2_000_000
 SETTINGS = dict(max_connections_per_download=3, parallel_download_threshold=2 * MiB,
                 parallel_download_chunk_size=CHUNK)
 SETTINGS_TOML = "\n".join(f"{key} = {value}" for key, value in SETTINGS.items()) + "\n"
@@ -56,18 +59,38 @@ def _span(fetch) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2)) + 1
 
 
-def test_large_blob_comes_in_parallel_ranges(registry, proxy_factory, big_image, ranged_store):
+def _slow(repo, layer, **rule):
+    return {"match": f"GET /v2/{repo}/blobs/{layer.digest}", "rate": SLOW, "times": -1, **rule}
+
+
+def test_large_blob_on_a_slow_link_comes_in_parallel_ranges(registry, proxy_factory, big_image, ranged_store):
     repo, layer = big_image("ranges")
     proxy = proxy_factory(registry.url)
+    proxy.faults(_slow(repo, layer))
+    started = time.monotonic()
     ranged_store.pull(f"{proxy.host}/{repo}:1")
+    assert time.monotonic() - started < 0.8 * layer.size / SLOW  # faster than one connection can be
     assert ranged_store.exists(layer.digest) and ranged_store.verify().ok
     fetches = proxy.requests(f"/blobs/{layer.digest}", "GET")
+    assert len(fetches) >= 4 and all(f["status"] == 206 for f in fetches)
     spans = sorted(_span(f) for f in fetches)
-    assert len(fetches) == -(-layer.size // CHUNK) and all(f["status"] == 206 for f in fetches)
-    assert spans[0][0] == 0 and spans[-1][1] == layer.size
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # each byte asked for once
-    assert proxy.sent(f"/blobs/{layer.digest}") == layer.size
+    # the first asked for everything and was cut short where the others begin
+    assert spans[0] == (0, layer.size) and spans[1][0] % CHUNK == 0
+    received = sorted((start, start + f["sent"]) for f, (start, _) in zip(fetches, map(_span, fetches)))
+    assert received[0][0] == 0 and received[-1][1] == layer.size
+    assert all(b[0] <= a[1] for a, b in zip(received, received[1:]))  # every byte came
+    # and once, but for what the connection cut short had in flight
+    assert proxy.sent(f"/blobs/{layer.digest}") <= layer.size + 256 * 1024
     assert ranged_store.content.ingests() == []
+
+
+def test_large_blob_on_a_fast_link_is_one_request(registry, proxy_factory, big_image, ranged_store):
+    repo, layer = big_image("fast")
+    proxy = proxy_factory(registry.url)
+    ranged_store.pull(f"{proxy.host}/{repo}:1")
+    [fetch] = proxy.requests(f"/blobs/{layer.digest}", "GET")
+    assert fetch["range"] == f"bytes=0-{layer.size - 1}" and fetch["status"] == 206
+    assert ranged_store.verify().ok
 
 
 def test_small_blob_is_one_stream(registry, proxy_factory, big_image, tmp_path):
@@ -82,14 +105,13 @@ def test_small_blob_is_one_stream(registry, proxy_factory, big_image, tmp_path):
 def test_cut_in_one_range_refetches_only_the_rest_of_it(registry, proxy_factory, big_image, ranged_store):
     repo, layer = big_image("cutrange")
     proxy = proxy_factory(registry.url)
-    proxy.faults({"match": f"GET /v2/{repo}/blobs/{layer.digest}", "range": f"bytes={2 * CHUNK}-",
-                  "cut_after": 300_000, "times": 1})
+    proxy.faults({"match": f"GET /v2/{repo}/blobs/{layer.digest}", "range": f"bytes={4 * CHUNK}-",
+                  "cut_after": 300_000, "times": 1}, _slow(repo, layer))
     ranged_store.pull(f"{proxy.host}/{repo}:1")
     assert ranged_store.exists(layer.digest) and ranged_store.verify().ok
     fetches = proxy.requests(f"/blobs/{layer.digest}", "GET")
-    assert f"bytes={2 * CHUNK + 300_000}-{3 * CHUNK - 1}" in [f["range"] for f in fetches]
-    assert proxy.sent(f"/blobs/{layer.digest}") == layer.size
-
+    assert f"bytes={4 * CHUNK + 300_000}-{5 * CHUNK - 1}" in [f["range"] for f in fetches]
+    assert proxy.sent(f"/blobs/{layer.digest}") <= layer.size + 256 * 1024
 
 def test_registry_ignoring_range_is_read_as_one_stream(registry, proxy_factory, big_image, ranged_store):
     repo, layer = big_image("norange")
@@ -105,8 +127,8 @@ def test_registry_that_stops_honouring_range_goes_on_as_one_stream(registry, pro
                                                                     ranged_store):
     repo, layer = big_image("laterange")
     proxy = proxy_factory(registry.url)
-    proxy.faults({"match": f"GET /v2/{repo}/blobs/{layer.digest}", "range": f"bytes={3 * CHUNK}-",
-                  "ignore_range": True, "times": 1})
+    proxy.faults({"match": f"GET /v2/{repo}/blobs/{layer.digest}", "range": f"bytes={4 * CHUNK}-",
+                  "ignore_range": True, "times": 1}, _slow(repo, layer))
     ranged_store.pull(f"{proxy.host}/{repo}:1", verify_diffids=True)
     assert ranged_store.exists(layer.digest) and ranged_store.verify().ok
     assert ranged_store.content.ingests() == []
@@ -117,7 +139,7 @@ def test_flipped_byte_in_a_range_is_refused(registry, proxy_factory, big_image, 
     repo, layer = big_image("fliprange")
     proxy = proxy_factory(registry.url)
     proxy.faults({"match": f"GET /v2/{repo}/blobs/{layer.digest}", "range": f"bytes={4 * CHUNK}-",
-                  "flip_byte": 1000, "times": -1})
+                  "flip_byte": 1000, "times": -1}, _slow(repo, layer))
     with pytest.raises(DigestMismatch):
         ranged_store.pull(f"{proxy.host}/{repo}:1")
     assert not ranged_store.exists(layer.digest) and ranged_store.content.ingests() == []
@@ -126,6 +148,7 @@ def test_flipped_byte_in_a_range_is_refused(registry, proxy_factory, big_image, 
 def test_verify_diffids_over_ranges(registry, proxy_factory, big_image, ranged_store):
     repo, layer = big_image("diffranges")
     proxy = proxy_factory(registry.url)
+    proxy.faults(_slow(repo, layer))
     image = ranged_store.pull(f"{proxy.host}/{repo}:1", verify_diffids=True)
     config = json.loads(ranged_store.content.read(image.config.digest))
     assert ranged_store.metadata.diff_id(layer.digest) == config["rootfs"]["diff_ids"][0]
@@ -135,7 +158,7 @@ def test_killed_ranged_pull_resumes_only_the_missing_ranges(registry, proxy_fact
                                                             ranged_store, tmp_path):
     repo, layer = big_image("killedranges")
     proxy = proxy_factory(registry.url)
-    proxy.faults({"match": f"GET /v2/{repo}/blobs/{layer.digest}", "delay": 0.05, "times": -1})
+    proxy.faults(_slow(repo, layer, rate=500_000))
     config = tmp_path / "ranged.toml"
     config.write_text(SETTINGS_TOML)
     ref = f"{proxy.host}/{repo}:1"

@@ -36,7 +36,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, NamedTuple
+from typing import BinaryIO, Callable, Iterator, NamedTuple
 
 from contentstore.errors import BlobNotFound, CorruptBlob, DigestMismatch, IngestLocked, SizeMismatch, WriteError
 from contentstore.local.fsutil import (
@@ -211,8 +211,9 @@ class IngestWriter:
 
     Two ways to write, not mixed in one writer: :meth:`write` appends at :attr:`offset`
     (the bytes hashed so far); or, for a blob of known size fetched in parallel ranges,
-    :meth:`write_at` puts bytes anywhere (from several threads), :meth:`missing` says
-    what is still to fetch, :meth:`hash_held` hashes what continues the prefix, and
+    :meth:`write_at` puts bytes anywhere (from several threads; those that continue the
+    hashed prefix are hashed at once), :meth:`missing` says what is still to fetch,
+    :meth:`hash_held` hashes what continues the prefix from the file, and
     :meth:`save_ranges` records the ranges held for a resume.
 
     :ivar offset: the bytes from the start that are written and hashed.
@@ -240,6 +241,9 @@ class IngestWriter:
         #: (None: the file is a prefix of the blob).
         self._held: list[list[int]] | None = None
         self._held_lock = threading.Lock()
+        self._hash_lock = threading.Lock()
+        #: Called with each piece of the blob, in order, as ranges are hashed (a diffID).
+        self.on_hashed: Callable[[bytes], object] | None = None
         self._saved_held: list[list[int]] | None = None
         self._closed = False
         try:
@@ -339,24 +343,38 @@ class IngestWriter:
         if n:
             with self._held_lock:
                 _add_range(self._held, position, position + n)
+            # Bytes that continue the hashed prefix are hashed at once, from memory (the
+            # others are read back by hash_held once the prefix reaches them).
+            if position == self.offset and self._hash_lock.acquire(blocking=False):
+                try:
+                    if position == self.offset:
+                        self._hashed(data if isinstance(data, bytes) else bytes(data))
+                finally:
+                    self._hash_lock.release()
         return n
 
-    def hash_held(self) -> Iterator[bytes]:
+    def hash_held(self) -> None:
         """Hash the bytes held that continue the hashed prefix, reading them back from
-        the file (the page cache, just written); hand out each piece as it is hashed
-        (for a diffID) and advance :attr:`offset`. Call it from one thread."""
+        the file (the page cache, just written), and advance :attr:`offset`; each piece
+        goes to :attr:`on_hashed` too."""
         while True:
-            with self._held_lock:
-                held = self._held
-                end = held[0][1] if held and held[0][0] == 0 else 0
-            if self.offset >= end:
-                return
-            piece = os.pread(self._fd, min(CHUNK_SIZE, end - self.offset), self.offset)
-            if not piece:
-                raise WriteError(self.what, str(self._data_path), "the file is shorter than the ranges written")
-            self._hasher.update(piece)
-            self.offset += len(piece)
-            yield piece
+            with self._hash_lock:
+                with self._held_lock:
+                    held = self._held
+                    end = held[0][1] if held and held[0][0] == 0 else 0
+                if self.offset >= end:
+                    return
+                piece = os.pread(self._fd, min(CHUNK_SIZE, end - self.offset), self.offset)
+                if not piece:
+                    raise WriteError(self.what, str(self._data_path),
+                                     "the file is shorter than the ranges written")
+                self._hashed(piece)
+
+    def _hashed(self, piece: bytes) -> None:
+        self._hasher.update(piece)
+        self.offset += len(piece)
+        if self.on_hashed is not None:
+            self.on_hashed(piece)
 
     def held_bytes(self) -> int:
         """How many bytes of the blob are on disk."""

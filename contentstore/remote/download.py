@@ -53,6 +53,17 @@ log = logging.getLogger(__name__)
 #: Report download progress every this many bytes.
 PROGRESS_STEP = 512 * 1024
 
+#: A ranged download starts on one connection and, after this many seconds, opens the
+#: others if that one brings less than :data:`FAST_CONNECTION` bytes a second: a link
+#: that throttles each connection gains from more, a fast one (where receiving,
+#: writing and hashing take the cores) only pays for them.
+PROBE_SECONDS = 0.5
+FAST_CONNECTION = 128 << 20
+
+#: The smallest range asked for (unless the chunk size is smaller) as a ranged download
+#: nears its end.
+MIN_PIECE = 1 << 20
+
 #: Seconds between records of the ranges held while a ranged download runs (and at its
 #: end); a killed pull refetches at most what came since.
 SAVE_EVERY = 0.5
@@ -194,9 +205,8 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
     :raises _RangesRefused: the registry does not answer ranges as asked.
     """
     config = client.config
-    chunk = max(config.parallel_download_chunk_size, 1)
-    pieces = collections.deque((start, min(start + chunk, end))
-                               for start, end in writer.missing() for start in range(start, end, chunk))
+    connections = config.max_connections_per_download
+    pieces = _Pieces(writer.missing(), max(config.parallel_download_chunk_size, 1), connections)
     layer_id = short_id(descriptor.digest)
     size = descriptor.size
     progress = threading.Event()
@@ -210,36 +220,48 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
 
     def take():
         with lock:
-            return pieces.popleft() if pieces and not stopped() else None
+            return None if stopped() else pieces.take()
 
-    def fetch(start: int, end: int, first: requests.Response | None) -> None:
-        backoff = Backoff(f"download of {descriptor.digest} (bytes {start}-{end - 1})", attempts)
-        position = start
-        while position < end and not stopped():
+    def fetch(piece: _Piece, first: requests.Response | None) -> None:
+        """Fetch ``piece``, whose end the coordinating thread may move closer (a split)."""
+        backoff = Backoff(f"download of {descriptor.digest} (bytes {piece.start}-{piece.end - 1})", attempts)
+        woken = piece.position
+        while piece.position < piece.end and not stopped():
+            position = piece.position
             try:
-                response = first or client.open_blob(repository, descriptor.digest, position, end)
+                response = first or client.open_blob(repository, descriptor.digest, position, piece.end)
                 first = None
                 with lock:
                     open_responses.add(response)
                 try:
                     with response:
-                        got_end = _check_range(response, position, end, size)
+                        got_end = _check_range(response, position, piece.end, size)
                         too_much = _too_much(client, descriptor, position)
                         rate = client.transfer_rate(f"{client.endpoint.url}: blob {descriptor.digest} "
-                                                    f"(bytes {position}-{end - 1})")
+                                                    f"(bytes {position}-{got_end - 1})")
                         for data in iter_body(response, got_end - position, too_much, rate, decode=False):
                             if stopped():
                                 return
+                            end = piece.end  # the coordinating thread may have split the piece
+                            if position + len(data) > end:
+                                data = memoryview(data)[:end - position]
                             writer.write_at(position, data)
-                            position += len(data)
-                            progress.set()
+                            position = piece.position = position + len(data)
+                            # wake the coordinating thread when there is hashing to do, or
+                            # progress to report
+                            if writer.offset != position or position - woken >= PROGRESS_STEP:
+                                woken = position
+                                progress.set()
+                            if position >= end:
+                                break
                 finally:
                     with lock:
                         open_responses.discard(response)
             except (requests.RequestException, RegistryUnreachable) as exc:
                 if stopped():
                     return
-                log.debug("%s: range %d-%d interrupted at %d: %s", layer_id, start, end - 1, position, exc)
+                log.debug("%s: range %d-%d interrupted at %d: %s", layer_id, piece.start, piece.end - 1,
+                          piece.position, exc)
                 backoff.failed(exc)
                 emit(ProgressEvent(layer_id, f"Retrying (resuming at {writer.held_bytes()} bytes)"))
                 backoff.wait()
@@ -248,7 +270,7 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
         try:
             piece = first_piece or take()
             while piece is not None:
-                fetch(*piece, first_response)
+                fetch(piece, first_response)
                 first_response = None
                 piece = take()
         except BaseException as exc:  # noqa: BLE001 - handed to the coordinating thread
@@ -259,15 +281,16 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
         finally:
             progress.set()
 
-    if not pieces:
-        _hash_prefix(writer, hasher)
+    writer.on_hashed = hasher.update if hasher is not None else None
+    first_piece = pieces.take(whole=True)  # one connection first: the whole first gap
+    if first_piece is None:
+        writer.hash_held()
         return
-    first_piece = pieces.popleft()
-    response = client.open_blob(repository, descriptor.digest, *first_piece)
+    response = client.open_blob(repository, descriptor.digest, first_piece.start, first_piece.end)
     try:
-        _check_range(response, *first_piece, size)
+        _check_range(response, first_piece.start, first_piece.end, size)
     except _RangesRefused as refused:
-        if response.status_code == 200 and first_piece[0] == 0 and not writer.held_bytes():
+        if response.status_code == 200 and first_piece.start == 0 and not writer.held_bytes():
             refused.response = response  # the whole blob is coming: read it as one stream
         else:
             response.close()
@@ -276,22 +299,34 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
         response.close()
         raise
     workers = [threading.Thread(target=work, args=(first_piece, response), name="range", daemon=True)]
-    workers += [threading.Thread(target=work, name="range", daemon=True)
-                for _ in range(min(config.max_connections_per_download, len(pieces) + 1) - 1)]
-    for thread in workers:
-        thread.start()
+    workers[0].start()
     reported = -PROGRESS_STEP
-    saved = 0.0
+    saved = started = time.monotonic()
+    start_held = writer.held_bytes()
+    spread = connections <= 1
     try:
         while True:
             progress.wait(SAVE_EVERY)
             progress.clear()
-            _hash_prefix(writer, hasher)
+            writer.hash_held()
             held = writer.held_bytes()
             if held - reported >= PROGRESS_STEP or held == size:
                 reported = held
                 emit(ProgressEvent(layer_id, "Downloading", held, size))
             now = time.monotonic()
+            if not spread and now - started >= PROBE_SECONDS:
+                # One connection that is slow is likely held back on its own: add more.
+                spread = True
+                rate = (held - start_held) / (now - started)
+                extra = 0
+                if rate < FAST_CONNECTION:
+                    with lock:
+                        pieces.split(first_piece)  # the first connection keeps one chunk more
+                        extra = min(connections - 1, pieces.count_left())
+                log.debug("%s: one connection brings %.0f bytes/s; %d more", layer_id, rate, extra)
+                for _ in range(extra):
+                    workers.append(threading.Thread(target=work, name="range", daemon=True))
+                    workers[-1].start()
             if now - saved >= SAVE_EVERY:
                 writer.save_ranges()
                 saved = now
@@ -312,16 +347,59 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
         raise failed[0]
     if cancel is not None and cancel.is_set():
         raise _cancelled(descriptor)
-    _hash_prefix(writer, hasher)
+    writer.hash_held()
     if writer.offset != size:
         raise RegistryUnreachable(f"download of {descriptor.digest}: ranges ended at {writer.offset} of "
                                   f"{size} bytes")
 
 
-def _hash_prefix(writer: IngestWriter, hasher) -> None:
-    for piece in writer.hash_held():
-        if hasher is not None:
-            hasher.update(piece)
+class _Piece:
+    """A range one connection fetches: ``[start, end)``, ``position`` reached so far."""
+
+    def __init__(self, start: int, end: int):
+        self.start = self.position = start
+        self.end = end
+
+
+class _Pieces:
+    """The ranges still to ask for, handed out in order: ``chunk`` bytes each, and
+    smaller ones (down to :data:`MIN_PIECE`) as the end nears (guided scheduling), so
+    that the connections finish together and the last bytes to hash after the last one
+    arrives are few."""
+
+    def __init__(self, gaps: list[tuple[int, int]], chunk: int, connections: int):
+        self._gaps = collections.deque(gaps)
+        self._chunk = chunk
+        self._connections = max(connections, 1)
+        self._left = sum(end - start for start, end in gaps)
+
+    def count_left(self) -> int:
+        """How many pieces are left at least (each at most ``chunk`` bytes)."""
+        return -(-self._left // self._chunk)
+
+    def take(self, whole: bool = False) -> _Piece | None:
+        """The next piece; ``whole``: all of the next gap (for the first connection)."""
+        if not self._gaps:
+            return None
+        start, end = self._gaps[0]
+        size = min(self._chunk, max(min(MIN_PIECE, self._chunk), self._left // (2 * self._connections)))
+        piece = _Piece(start, end if whole else min(end, start + size))
+        if piece.end == end:
+            self._gaps.popleft()
+        else:
+            self._gaps[0] = (piece.end, end)
+        self._left -= piece.end - piece.start
+        return piece
+
+    def split(self, piece: _Piece) -> None:
+        """Leave ``piece`` up to the chunk boundary after the next one (counted from its
+        start) and hand out the rest of it."""
+        chunks = (piece.position - piece.start) // self._chunk + 2
+        cut = min(piece.end, piece.start + chunks * self._chunk)
+        if cut < piece.end:
+            self._gaps.appendleft((cut, piece.end))
+            self._left += piece.end - cut
+            piece.end = cut
 
 
 def _check_range(response: requests.Response, start: int, end: int, size: int) -> int:
