@@ -54,6 +54,11 @@ from contentstore.model.digest import Digest
 from contentstore.model.limits import CHUNK_SIZE
 
 
+#: Bytes written to an ingest after which writeback of what it holds is started (an
+#: ``fdatasync`` on another thread), so that a large blob goes to disk while it arrives.
+FLUSH_BEHIND = 32 << 20
+
+
 class BlobInfo(NamedTuple):
     """A stored blob: ``digest, size = store.put(...)`` works too."""
 
@@ -242,6 +247,9 @@ class IngestWriter:
         self._held: list[list[int]] | None = None
         self._held_lock = threading.Lock()
         self._hash_lock = threading.Lock()
+        self._unflushed = 0
+        self._flusher: threading.Thread | None = None
+        self._flusher_lock = threading.Lock()
         #: Called with each piece of the blob, in order, as ranges are hashed (a diffID).
         self.on_hashed: Callable[[bytes], object] | None = None
         self._saved_held: list[list[int]] | None = None
@@ -295,7 +303,31 @@ class IngestWriter:
                 written += os.pwrite(self._fd, view[written:] if written else view, position + written)
         except OSError as exc:
             raise write_error(self.what, self._data_path, exc) from exc
+        self._unflushed += written
+        if self._unflushed >= FLUSH_BEHIND:
+            self._flush_behind()
         return written
+
+    def _flush_behind(self) -> None:
+        """Have the bytes written so far written back to disk on another thread while
+        more arrive, so that the fsync of :meth:`commit` finds little left to do."""
+        with self._flusher_lock:
+            if self._flusher is not None and self._flusher.is_alive():
+                return
+            self._unflushed = 0
+            self._flusher = threading.Thread(target=self._fdatasync_quietly, name="flush-behind", daemon=True)
+            self._flusher.start()
+
+    def _fdatasync_quietly(self) -> None:
+        try:
+            os.fdatasync(self._fd)
+        except OSError:
+            pass  # an early flush only; commit's fsync reports what fails
+
+    def _join_flusher(self) -> None:
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.join()
 
     def write(self, data: bytes | memoryview) -> int:
         if self._held is not None:
@@ -433,6 +465,7 @@ class IngestWriter:
         expected = Digest(expected) if expected else self.expected
         size = size if size is not None else self.total
         try:
+            self._join_flusher()
             with writing(self.what, self._data_path):
                 self._file.flush()
                 os.fsync(self._file.fileno())
@@ -463,6 +496,7 @@ class IngestWriter:
         if self._closed:
             return
         self._closed = True
+        self._join_flusher()  # it uses the file descriptor closed here
         try:
             self._file.close()
         except OSError:
