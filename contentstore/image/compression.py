@@ -229,7 +229,7 @@ class ThreadedDiffIDHasher:
     Memory stays bounded: at most :data:`DEPTH` chunks wait in each queue.
     """
 
-    DEPTH = 4
+    DEPTH = 2
 
     def __init__(self, compression: str):
         self._decompressor = decompressor(compression)

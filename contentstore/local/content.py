@@ -59,6 +59,10 @@ from contentstore.model.limits import CHUNK_SIZE
 FLUSH_BEHIND = 32 << 20
 
 
+#: Bytes read back at a time to hash ranges that arrived before the prefix reached them.
+READ_BACK = 256 * 1024
+
+
 class BlobInfo(NamedTuple):
     """A stored blob: ``digest, size = store.put(...)`` works too."""
 
@@ -396,7 +400,7 @@ class IngestWriter:
                     end = held[0][1] if held and held[0][0] == 0 else 0
                 if self.offset >= end:
                     return
-                piece = os.pread(self._fd, min(CHUNK_SIZE, end - self.offset), self.offset)
+                piece = os.pread(self._fd, min(READ_BACK, end - self.offset), self.offset)
                 if not piece:
                     raise WriteError(self.what, str(self._data_path),
                                      "the file is shorter than the ranges written")

@@ -50,6 +50,10 @@ from contentstore.remote.transport import ATTEMPTS, Backoff, iter_body
 
 log = logging.getLogger(__name__)
 
+#: The most bytes read from a blob's body at a time: the chunks in flight (being written,
+#: hashed, waiting to be inflated) are what a download holds in memory.
+BODY_CHUNK = 256 * 1024
+
 #: Report download progress every this many bytes.
 PROGRESS_STEP = 512 * 1024
 
@@ -182,7 +186,7 @@ def _stream(client: RegistryClient, descriptor: Descriptor, writer: IngestWriter
             raise too_much(int(length))
         rate = client.transfer_rate(f"{client.endpoint.url}: blob {descriptor.digest}")
         reported = -PROGRESS_STEP
-        for chunk in iter_body(response, remaining, too_much, rate, decode=False):
+        for chunk in iter_body(response, remaining, too_much, rate, decode=False, chunk_size=BODY_CHUNK):
             if cancel is not None and cancel.is_set():
                 raise _cancelled(descriptor)
             writer.write(chunk)
@@ -239,7 +243,8 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
                         too_much = _too_much(client, descriptor, position)
                         rate = client.transfer_rate(f"{client.endpoint.url}: blob {descriptor.digest} "
                                                     f"(bytes {position}-{got_end - 1})")
-                        for data in iter_body(response, got_end - position, too_much, rate, decode=False):
+                        for data in iter_body(response, got_end - position, too_much, rate, decode=False,
+                                               chunk_size=BODY_CHUNK):
                             if stopped():
                                 return
                             end = piece.end  # the coordinating thread may have split the piece
