@@ -50,9 +50,11 @@ from contentstore.remote.transport import ATTEMPTS, Backoff, iter_body
 
 log = logging.getLogger(__name__)
 
-#: The most bytes read from a blob's body at a time: the chunks in flight (being written,
-#: hashed, waiting to be inflated) are what a download holds in memory.
-BODY_CHUNK = 256 * 1024
+#: The most bytes read from a blob's body at a time: large, since each read costs as
+#: much Python as it costs bytes; smaller when the chunks wait in a diffID pipeline's
+#: queue, where what is in flight is what a download holds in memory.
+BODY_CHUNK = 1 << 20
+PIPELINED_BODY_CHUNK = 256 * 1024
 
 #: Report download progress every this many bytes.
 PROGRESS_STEP = 512 * 1024
@@ -186,7 +188,8 @@ def _stream(client: RegistryClient, descriptor: Descriptor, writer: IngestWriter
             raise too_much(int(length))
         rate = client.transfer_rate(f"{client.endpoint.url}: blob {descriptor.digest}")
         reported = -PROGRESS_STEP
-        for chunk in iter_body(response, remaining, too_much, rate, decode=False, chunk_size=BODY_CHUNK):
+        for chunk in iter_body(response, remaining, too_much, rate, decode=False,
+                               chunk_size=BODY_CHUNK if hasher is None else PIPELINED_BODY_CHUNK):
             if cancel is not None and cancel.is_set():
                 raise _cancelled(descriptor)
             writer.write(chunk)
@@ -244,7 +247,7 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
                         rate = client.transfer_rate(f"{client.endpoint.url}: blob {descriptor.digest} "
                                                     f"(bytes {position}-{got_end - 1})")
                         for data in iter_body(response, got_end - position, too_much, rate, decode=False,
-                                               chunk_size=BODY_CHUNK):
+                                               chunk_size=read_size):
                             if stopped():
                                 return
                             end = piece.end  # the coordinating thread may have split the piece
@@ -287,6 +290,7 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
             progress.set()
 
     writer.on_hashed = hasher.update if hasher is not None else None
+    read_size = BODY_CHUNK if hasher is None else PIPELINED_BODY_CHUNK
     first_piece = pieces.take(whole=True)  # one connection first: the whole first gap
     if first_piece is None:
         writer.hash_held()
