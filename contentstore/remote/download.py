@@ -121,8 +121,9 @@ def download(client: RegistryClient, repository: str, blobs: BlobStore, metadata
             if blobs.exists(descriptor.digest):  # another process finished it meanwhile
                 writer.abort()
                 continue
-            resumed_from = writer.offset
-            hasher = ThreadedDiffIDHasher(compression) if compression and not resumed_from else None
+            resumed_from = writer.held_bytes()  # bytes an earlier writer left (a prefix, or ranges)
+            # the diffID comes from the same bytes when they are all hashed here, in order
+            hasher = ThreadedDiffIDHasher(compression) if compression and not writer.offset else None
             try:
                 response = None
                 if ranged:
