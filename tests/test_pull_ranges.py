@@ -272,3 +272,17 @@ def test_peak_memory_of_a_512_mib_layer_pull_is_bounded(registry, tmp_path):
         peak_mib = int(out.split()[-1]) / 1024
         assert Store(root).exists(digest)
         assert peak_mib < 64, f"peak RSS {peak_mib:.0f} MiB with {flags}"
+
+
+def test_wrong_bytes_in_a_recorded_range_mean_one_more_fetch_whole(registry, proxy_factory, big_image,
+                                                                    ranged_store):
+    """A range recorded as held whose bytes are wrong (a crash lost them, a disk changed
+    them): the digest check fails after the resume, and the blob is fetched whole again."""
+    repo, layer = big_image("badrange")
+    proxy = proxy_factory(registry.url)
+    with ranged_store.content.writer(layer.digest, expected=layer.digest, total=layer.size) as writer:
+        writer.write_at(3 * CHUNK, os.urandom(CHUNK))
+    ranged_store.pull(f"{proxy.host}/{repo}:1")
+    assert ranged_store.exists(layer.digest) and ranged_store.verify().ok
+    fetches = proxy.requests(f"/blobs/{layer.digest}", "GET")
+    assert fetches[-1]["range"] == f"bytes=0-{layer.size - 1}" and fetches[-1]["sent"] == layer.size
