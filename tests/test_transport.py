@@ -260,3 +260,17 @@ def test_session_never_retries_a_post_or_a_put(registry, proxy_factory):
         assert session.post(f"{proxy.url}/v2/team/x/blobs/uploads/", timeout=10).status_code == 503
         assert session.put(f"{proxy.url}/v2/team/x/manifests/1", data=b"{}", timeout=10).status_code == 503
     assert len(proxy.requests("/v2/", "POST")) == 1 and len(proxy.requests("/v2/", "PUT")) == 1
+
+
+def test_unverified_session_stays_unverified_whatever_the_environment(monkeypatch, tmp_path):
+    """REQUESTS_CA_BUNDLE must not turn certificate checks back on for an endpoint
+    marked insecure (requests lets it override the session's verify)."""
+    from contentstore.remote.transport import make_session
+
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    unverified = make_session(verify_tls=False)
+    assert unverified.merge_environment_settings("https://x.example/v2/", {}, None, None, None)["verify"] is False
+    verified = make_session(verify_tls=True)
+    assert verified.merge_environment_settings("https://x.example/v2/", {}, None, None, None)["verify"] == str(bundle)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from typing import Callable, Iterator
@@ -205,9 +206,20 @@ _POOL_CLASSES = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
 class _Adapter(HTTPAdapter):
-    """requests' adapter with connections a :class:`Deadline` can cut."""
+    """requests' adapter with connections a :class:`Deadline` can cut.
+
+    :param verify_tls: ``False`` for an endpoint whose certificate is not checked: its
+        TLS context then loads no CA certificates (urllib3 would load the system's on
+        every new connection, some 20 ms, to check nothing).
+    """
+
+    def __init__(self, *args, verify_tls: bool = True, **kwargs):
+        self._ssl_context = None if verify_tls else _unverified_context()
+        super().__init__(*args, **kwargs)
 
     def init_poolmanager(self, *args, **kwargs) -> None:
+        if self._ssl_context is not None:
+            kwargs.setdefault("ssl_context", self._ssl_context)
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
 
@@ -373,9 +385,32 @@ class Backoff:
         self._sleep(self.delay())
 
 
+def _unverified_context():
+    """A TLS context that checks no certificate (and so loads none)."""
+    from urllib3.util.ssl_ import create_urllib3_context
+
+    context = create_urllib3_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class _Session(requests.Session):
+    """A session whose ``verify = False`` holds: requests otherwise lets
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` override it for every request (and load
+    that bundle, some 20 ms, for a connection that checks nothing)."""
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.verify is False and verify is None:
+            settings["verify"] = False
+        return settings
+
+
 def make_session(verify_tls: bool = True, pool_size: int = 10, retries: int = 5) -> requests.Session:
-    session = requests.Session()
-    adapter = _Adapter(max_retries=retry_policy(total=retries), pool_connections=4, pool_maxsize=pool_size)
+    session = _Session()
+    adapter = _Adapter(max_retries=retry_policy(total=retries), pool_connections=4, pool_maxsize=pool_size,
+                       verify_tls=verify_tls)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
