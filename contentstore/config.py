@@ -27,7 +27,8 @@ CONFIG_ENV = "CONTENTSTORE_CONFIG"
 _NUMBER = (int, float)
 _TOP_KEYS = {"registry": dict, "max_concurrent_downloads": int, "max_concurrent_uploads": int,
              "upload_chunk_size": int, "pull": dict, "request_deadline": _NUMBER, "min_transfer_rate": int,
-             "transfer_rate_window": _NUMBER, "plugins": dict}
+             "transfer_rate_window": _NUMBER, "plugins": dict, "max_connections_per_download": int,
+             "parallel_download_threshold": int, "parallel_download_chunk_size": int}
 _PULL_KEYS = {"verify_diffids": bool}
 _REGISTRY_KEYS = {"mirrors": list, "insecure": bool, "mirror_fallback": bool, "ca_file": str,
                   "client_cert": str, "client_key": str}
@@ -80,6 +81,12 @@ class Config:
     #: ``transfer_rate_window`` seconds, is cut off (and resumed); 0: no minimum.
     min_transfer_rate: int = 1024
     transfer_rate_window: float = 30.0
+    #: Connections one blob of at least ``parallel_download_threshold`` bytes is fetched
+    #: over, as parallel ``Range`` requests of ``parallel_download_chunk_size`` bytes
+    #: (1: one stream per blob, as before).
+    max_connections_per_download: int = 4
+    parallel_download_threshold: int = 64 * 1024 * 1024
+    parallel_download_chunk_size: int = 16 * 1024 * 1024
     #: ``[plugins.NAME]`` tables, by plugin name, as the file has them.
     plugins: dict[str, dict] = field(default_factory=dict)
     #: The file's text, to name the line of a plugin's setting in an error.
@@ -240,7 +247,8 @@ def _build(path: Path, text: str, data: dict) -> Config:
         if not isinstance(table, dict):
             raise ConfigError(f"{path}:{_line_of_plugin_setting(text, name, None)}: plugins.{name} must be "
                               f"a table: [plugins.{name}], the settings of the plugin {name!r}")
-    for key in ("max_concurrent_downloads", "max_concurrent_uploads", "upload_chunk_size"):
+    for key in ("max_concurrent_downloads", "max_concurrent_uploads", "upload_chunk_size",
+                "max_connections_per_download", "parallel_download_threshold", "parallel_download_chunk_size"):
         if key in data and data[key] < 1:
             raise ConfigError(f"{path}:{_line_of(text, key)}: {key!r} must be at least 1")
     for key in ("request_deadline", "transfer_rate_window"):
@@ -259,6 +267,11 @@ def _build(path: Path, text: str, data: dict) -> Config:
         request_deadline=float(data.get("request_deadline", Config.request_deadline)),
         min_transfer_rate=data.get("min_transfer_rate", Config.min_transfer_rate),
         transfer_rate_window=float(data.get("transfer_rate_window", Config.transfer_rate_window)),
+        max_connections_per_download=data.get("max_connections_per_download",
+                                              Config.max_connections_per_download),
+        parallel_download_threshold=data.get("parallel_download_threshold", Config.parallel_download_threshold),
+        parallel_download_chunk_size=data.get("parallel_download_chunk_size",
+                                              Config.parallel_download_chunk_size),
         plugins=plugins,
         text=text,
     )

@@ -4,7 +4,8 @@ Run as a process: ``python faultproxy.py --host 127.0.0.1 --port 0 --upstream UR
 prints ``PORT`` when listening. Faults are set while it runs, through its own endpoints:
 
 - ``POST /__faults__`` with a JSON list of rules (replaces the rules); each rule has a
-  ``match`` (substring of ``METHOD path``), ``times`` (how often it fires; -1 always), and
+  ``match`` (substring of ``METHOD path``), optionally ``range`` (a substring the
+  request's ``Range`` header must hold), ``times`` (how often it fires; -1 always), and
   one action: ``status`` (+ ``retry_after``, ``www_authenticate``) answers that status instead of forwarding;
   ``cut_after`` sends that many body bytes and then drops the connection; ``flip_byte``
   inverts the body byte at that offset; ``ignore_range`` forwards without the Range
@@ -20,7 +21,9 @@ prints ``PORT`` when listening. Faults are set while it runs, through its own en
   finishes); with ``body_size``, ``gzip`` sends those bytes gzip-compressed with
   ``Content-Encoding: gzip`` (a small body that expands without limit), and
   ``gzip_members`` sends that many empty gzip members after them (bytes that decode to
-  nothing, endlessly when -1), and ``no_length`` sends them without a Content-Length.
+  nothing, endlessly when -1), and ``no_length`` sends them without a Content-Length;
+  ``rate`` forwards the answer's body at most that many bytes a second (a link that
+  throttles each connection).
 - ``GET /__log__``: every request seen (method, path, status, body bytes sent, whether
   it carried an Authorization header).
 - ``POST /__referrers__`` with ``{"enabled": true, "page_size": N, "filter": true}`` turns
@@ -55,9 +58,11 @@ class State:
         self.rules: list[dict] = []
         self.log: list[dict] = []
 
-    def take_rule(self, key: str) -> dict | None:
+    def take_rule(self, key: str, range_header: str | None = None) -> dict | None:
         with self.lock:
             for rule in self.rules:
+                if "range" in rule and rule["range"] not in (range_header or ""):
+                    continue
                 if rule.get("match", "") in key and rule.get("times", 1) != 0:
                     if rule.get("times", 1) > 0:
                         rule["times"] = rule.get("times", 1) - 1
@@ -184,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
                  "range": self.headers.get("Range")}
         with state.lock:
             state.log.append(entry)
-        rule = state.take_rule(f"{self.command} {self.path}") or {}
+        rule = state.take_rule(f"{self.command} {self.path}", self.headers.get("Range")) or {}
         if "status" in rule:
             entry["status"] = rule["status"]
             headers = {"Content-Type": "application/json"}
@@ -270,8 +275,14 @@ class Handler(BaseHTTPRequestHandler):
         sent = 0
         cut = rule.get("cut_after")
         flip = rule.get("flip_byte")
+        rate = rule.get("rate")
+        started = time.monotonic()
         while True:
-            chunk = response.read(65536)
+            if rate:  # hold this connection to ``rate`` bytes a second
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            chunk = response.read(16384 if rate else 65536)
             if not chunk:
                 break
             if flip is not None and sent <= flip < sent + len(chunk):

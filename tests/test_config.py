@@ -36,6 +36,8 @@ mirror_fallback = false
     ('max_concurrent_downloads = 0\n', ":1:"),
     ('\n\n[pull]\n\nverify_diffid = true\n', ":5: unknown key 'verify_diffid'"),  # not the blank line
     ('\n[plugins]\nwasm = 3\n', ":3: plugins.wasm must be a table"),
+    ('\nmax_connections_per_download = 0\n', ":2: 'max_connections_per_download' must be at least 1"),
+    ('parallel_download_chunk_size = "16M"\n', ":1: 'parallel_download_chunk_size' must be a int"),
 ])
 def test_bad_config_names_file_and_line(tmp_path, text, where):
     with pytest.raises(ConfigError) as info:
@@ -108,3 +110,14 @@ def test_bad_tls_settings_name_file_and_line(tmp_path, text, where):
 def test_a_client_certificate_needs_its_key_in_python_too():
     with pytest.raises(ConfigError, match="needs 'client_key'"):
         config.RegistryConfig(client_cert=config.Path("c.cert"))
+
+
+def test_parallel_download_settings(tmp_path):
+    defaults = config.load(write(tmp_path, ""))
+    assert (defaults.max_connections_per_download, defaults.parallel_download_threshold,
+            defaults.parallel_download_chunk_size) == (4, 64 << 20, 16 << 20)
+    cfg = config.load(write(tmp_path, "max_connections_per_download = 1\n"
+                                      "parallel_download_threshold = 1048576\n"
+                                      "parallel_download_chunk_size = 262144\n"))
+    assert (cfg.max_connections_per_download, cfg.parallel_download_threshold,
+            cfg.parallel_download_chunk_size) == (1, 1 << 20, 256 << 10)

@@ -5,16 +5,22 @@ body and headers a test asks for, and a real registry gives its own 404.
 """
 
 import json
+import pathlib
 import socket
 import time
 
 import pytest
 import requests
 
-from contentstore.errors import (Denied, RegistryError, RegistryUnreachable, RemoteNotFound,
-                                 TooManyRequests, Unauthorized)
-from contentstore.remote.transport import (USER_AGENT, Backoff, error_codes, make_session,
-                                           raise_for_status, unreachable)
+from contentstore.errors import (
+    Denied,
+    RegistryError,
+    RegistryUnreachable,
+    RemoteNotFound,
+    TooManyRequests,
+    Unauthorized,
+)
+from contentstore.remote.transport import USER_AGENT, Backoff, error_codes, make_session, raise_for_status, unreachable
 from contentstore.testing import free_port
 
 
@@ -260,3 +266,25 @@ def test_session_never_retries_a_post_or_a_put(registry, proxy_factory):
         assert session.post(f"{proxy.url}/v2/team/x/blobs/uploads/", timeout=10).status_code == 503
         assert session.put(f"{proxy.url}/v2/team/x/manifests/1", data=b"{}", timeout=10).status_code == 503
     assert len(proxy.requests("/v2/", "POST")) == 1 and len(proxy.requests("/v2/", "PUT")) == 1
+
+
+def test_unverified_session_stays_unverified_whatever_the_environment(monkeypatch, tmp_path):
+    """REQUESTS_CA_BUNDLE must not turn certificate checks back on for an endpoint
+    marked insecure (requests lets it override the session's verify)."""
+    import certifi
+
+    from contentstore.remote.transport import make_session
+
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(pathlib.Path(certifi.where()).read_text())
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    import requests
+
+    request = requests.Request("GET", "https://x.example/v2/").prepare()
+    for verify_tls, wanted in ((False, "CERT_NONE"), (True, "CERT_REQUIRED")):
+        session = make_session(verify_tls=verify_tls)
+        # what requests passes down with the variable set: the bundle's path
+        verify = session.merge_environment_settings(request.url, {}, None, None, None)["verify"]
+        adapter = session.get_adapter(request.url)
+        _, pool = adapter.build_connection_pool_key_attributes(request, verify)
+        assert pool["cert_reqs"] == wanted  # the endpoint's own TLS settings decide, not the variable

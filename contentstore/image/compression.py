@@ -6,16 +6,24 @@ zstd streams are handled as single streams, as Go's readers do.
 
 Two shapes: :func:`decompressor` (push compressed bytes in, get what they inflate to,
 for hashing as a download arrives) and :func:`decompressed_reader` (a file object that
-pulls from a compressed one, for unpacking). The reader never holds more than about
-one read's worth of output and :data:`INPUT_CHUNK` of input, whatever the compression
-ratio: a gigabyte of zeros gzips to a megabyte, and must not be inflated in one piece.
+pulls from a compressed one, for unpacking). Neither ever holds more than about
+:data:`OUTPUT_CHUNK` of output and one input chunk, whatever the compression ratio: a
+gigabyte of zeros gzips to a megabyte, and must not be inflated in one piece.
+
+gzip is inflated by the fastest library installed (:data:`GZIP_BACKEND`): ISA-L
+(``isal``), else zlib-ng (``zlib_ng``), else the standard library's ``zlib``. Their
+errors are raised as :class:`zlib.error` whichever is used. All three, ``hashlib`` and
+``zstandard`` release the GIL while they work, so a :class:`ThreadedDiffIDHasher` inflates
+on another core while the bytes keep arriving.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import zlib
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import zstandard
 
@@ -27,24 +35,90 @@ from contentstore.model.limits import CHUNK_SIZE
 #: back the input it has not used yet as a new bytes object on every call.
 INPUT_CHUNK = 32 * 1024
 
+#: The most bytes one inflate call hands back: a bound on memory whatever the ratio.
+OUTPUT_CHUNK = 256 * 1024
+
+#: Compressed bytes given to one inflate call: what it has not used yet comes back as a
+#: copy (``unconsumed_tail``), so a large chunk is fed in slices of this size.
+FEED_CHUNK = 64 * 1024
+
+
+def _gzip_backends() -> dict[str, tuple[object, tuple[type[BaseException], ...]]]:
+    """The inflaters installed, fastest first: name -> (zlib-like module, its errors)."""
+    found: dict[str, tuple[object, tuple[type[BaseException], ...]]] = {}
+    try:
+        from isal import isal_zlib
+        found["isal"] = (isal_zlib, (isal_zlib.error,))
+    except ImportError:  # no wheel for this platform: the next one
+        pass
+    try:
+        from zlib_ng import zlib_ng
+        found["zlib-ng"] = (zlib_ng, (zlib_ng.error,))
+    except ImportError:
+        pass
+    found["zlib"] = (zlib, (zlib.error,))
+    return found
+
+
+#: Every gzip inflater installed, fastest first.
+GZIP_BACKENDS = _gzip_backends()
+#: The one used: the first of :data:`GZIP_BACKENDS`.
+GZIP_BACKEND = next(iter(GZIP_BACKENDS))
+
+Sink = Callable[[bytes], object]
+
+
 class _Gzip:
-    def __init__(self) -> None:
+    """Inflates gzip members one after another; hands out pieces of at most
+    :data:`OUTPUT_CHUNK` bytes."""
+
+    def __init__(self, backend: str | None = None) -> None:
+        self._module, self._errors = GZIP_BACKENDS[backend or GZIP_BACKEND]
         self._new_member()
 
     def _new_member(self) -> None:
-        self._d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        self._d = self._module.decompressobj(wbits=16 + zlib.MAX_WBITS)
         self._fed = False
 
-    def decompress(self, data: bytes) -> bytes:
-        out = []
-        while data:
-            self._fed = True
-            out.append(self._d.decompress(data))
-            if self._d.eof:  # another gzip member may follow
-                data = self._d.unused_data
-                self._new_member()
-            else:
-                data = b""
+    def feed(self, data, sink: Sink) -> None:
+        """Inflate ``data``, passing each piece of output to ``sink`` as it comes."""
+        if len(data) <= FEED_CHUNK:
+            return self._feed(data, sink)
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), FEED_CHUNK):
+            self._feed(view[start:start + FEED_CHUNK], sink)
+
+    def _feed(self, data, sink: Sink) -> None:
+        try:
+            while data:
+                self._fed = True
+                out = self._d.decompress(data, OUTPUT_CHUNK)
+                if out:
+                    sink(out)
+                if self._d.eof:  # another gzip member may follow
+                    data = self._d.unused_data
+                    self._new_member()
+                elif self._d.unconsumed_tail:
+                    data = self._d.unconsumed_tail
+                else:
+                    # every input byte taken; output may still wait behind a full piece
+                    while len(out) == OUTPUT_CHUNK and not self._d.eof:
+                        out = self._d.decompress(b"", OUTPUT_CHUNK)
+                        if out:
+                            sink(out)
+                    if self._d.eof:
+                        data = self._d.unused_data
+                        self._new_member()
+                    else:
+                        data = b""
+        except self._errors as exc:
+            if isinstance(exc, zlib.error):
+                raise
+            raise zlib.error(str(exc)) from None
+
+    def decompress(self, data) -> bytes:
+        out: list[bytes] = []
+        self.feed(data, out.append)
         return b"".join(out)
 
     def finish(self) -> bytes:
@@ -55,18 +129,37 @@ class _Gzip:
 
 class _Zstd:
     def __init__(self) -> None:
-        self._d = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
+        self._sink: Sink | None = None
+        self._writer = zstandard.ZstdDecompressor().stream_writer(
+            self, write_size=OUTPUT_CHUNK, closefd=False)
 
-    def decompress(self, data: bytes) -> bytes:
-        return self._d.decompress(data)
+    def write(self, data) -> int:  # the stream writer's output: bounded pieces
+        self._sink(bytes(data) if not isinstance(data, bytes) else data)
+        return len(data)
+
+    def feed(self, data, sink: Sink) -> None:
+        self._sink = sink
+        try:
+            self._writer.write(data)
+        finally:
+            self._sink = None
+
+    def decompress(self, data) -> bytes:
+        out: list[bytes] = []
+        self.feed(data, out.append)
+        return b"".join(out)
 
     def finish(self) -> bytes:
         return b""
 
 
 class _Identity:
-    def decompress(self, data: bytes) -> bytes:
-        return data
+    def feed(self, data, sink: Sink) -> None:
+        if len(data):
+            sink(data)
+
+    def decompress(self, data) -> bytes:
+        return bytes(data)
 
     def finish(self) -> bytes:
         return b""
@@ -77,10 +170,15 @@ _DECOMPRESSORS = {"gzip": _Gzip, "zstd": _Zstd, "none": _Identity, "not-a-tar": 
 
 
 def decompressor(compression: str):
+    """``feed(data, sink)`` hands ``sink`` the output in bounded pieces; ``decompress(data)``
+    returns it whole (for callers that bound their input); ``finish()`` at the end."""
     try:
         return _DECOMPRESSORS[compression]()
     except KeyError:
         raise InvalidManifest(f"unknown layer compression {compression!r}") from None
+
+
+_DECOMPRESSION_ERRORS = (zlib.error, zstandard.ZstdError)
 
 
 class DiffIDHasher:
@@ -89,6 +187,7 @@ class DiffIDHasher:
     A stream that does not decompress is reported by :meth:`digest`, not by
     :meth:`update`, so that a download can finish and let its digest check speak first:
     corrupted bytes are a digest mismatch, a well-transferred broken layer is not.
+    ``update`` takes bytes or any buffer (a ``memoryview``) without copying it.
     """
 
     def __init__(self, compression: str):
@@ -97,16 +196,17 @@ class DiffIDHasher:
         self._error: VerificationError | None = None
         self.uncompressed_size = 0
 
+    def _out(self, data: bytes) -> None:
+        self._hasher.update(data)
+        self.uncompressed_size += len(data)
+
     def update(self, data: bytes | memoryview) -> None:
         if self._error is not None:
             return
         try:
-            out = self._decompressor.decompress(bytes(data) if isinstance(data, memoryview) else data)
-        except (zlib.error, zstandard.ZstdError) as exc:
+            self._decompressor.feed(data, self._out)
+        except _DECOMPRESSION_ERRORS as exc:
             self._error = VerificationError(f"layer does not decompress: {exc}")
-            return
-        self._hasher.update(out)
-        self.uncompressed_size += len(out)
 
     def digest(self) -> Digest:
         if self._error is not None:
@@ -115,12 +215,97 @@ class DiffIDHasher:
         self._hasher.update(tail)
         return from_hasher(self._hasher)
 
+    def close(self) -> None:
+        """Nothing to stop (see :class:`ThreadedDiffIDHasher`)."""
+
+
+class ThreadedDiffIDHasher:
+    """A :class:`DiffIDHasher` as a pipeline of two threads of its own: one inflates,
+    the other hashes what it inflates, each fed through a short queue, while the caller
+    goes on receiving, writing and hashing the compressed bytes. The three stages run
+    on as many cores, since each releases the GIL while it works.
+
+    ``update`` must be given bytes that do not change afterwards (``bytes``, not a
+    reused buffer). Call :meth:`digest` at the end, or :meth:`close` to stop early.
+    Memory stays bounded: at most :data:`DEPTH` chunks wait in each queue.
+    """
+
+    DEPTH = 2
+
+    def __init__(self, compression: str):
+        self._decompressor = decompressor(compression)
+        self._hasher = hashlib.sha256()
+        self._error: VerificationError | None = None
+        self._failure: Exception | None = None
+        self.uncompressed_size = 0
+        self._input: queue.Queue = queue.Queue(self.DEPTH)
+        self._output: queue.Queue = queue.Queue(self.DEPTH)
+        self._stopped = False
+        self._threads = [threading.Thread(target=self._inflate, name="inflate", daemon=True),
+                         threading.Thread(target=self._hash, name="hash-uncompressed", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def _inflate(self) -> None:
+        try:
+            while (data := self._input.get()) is not None:
+                if self._stopped or self._error is not None:
+                    continue
+                try:
+                    self._decompressor.feed(data, self._output.put)
+                except _DECOMPRESSION_ERRORS as exc:
+                    self._error = VerificationError(f"layer does not decompress: {exc}")
+                except Exception as exc:  # noqa: BLE001 - raised by digest(); the queue is still drained
+                    self._failure = exc
+        finally:
+            self._output.put(None)
+
+    def _hash(self) -> None:
+        while (data := self._output.get()) is not None:
+            if not self._stopped:
+                self._hasher.update(data)
+                self.uncompressed_size += len(data)
+
+    def update(self, data: bytes) -> None:
+        self._queue_put(data)
+
+    def _queue_put(self, data) -> None:
+        if self._threads[0].is_alive():
+            self._input.put(data)
+
+    def _finish(self) -> None:
+        if self._threads[0].is_alive():
+            self._input.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def digest(self) -> Digest:
+        self._finish()
+        if self._failure is not None:
+            raise self._failure
+        if self._error is not None:
+            raise self._error
+        self._hasher.update(self._decompressor.finish())
+        return from_hasher(self._hasher)
+
+    def close(self) -> None:
+        """Stop without a digest (the download failed); waits for the threads."""
+        self._stopped = True
+        self._finish()
+
 
 def diff_id_of(stream: BinaryIO, compression: str) -> Digest:
     """The diffID of a whole layer blob read from ``stream``."""
     hasher = DiffIDHasher(compression)
-    while chunk := stream.read(CHUNK_SIZE):
-        hasher.update(chunk)
+    readinto = getattr(stream, "readinto", None)
+    if readinto is None:
+        while chunk := stream.read(CHUNK_SIZE):
+            hasher.update(chunk)
+        return hasher.digest()
+    buffer = bytearray(CHUNK_SIZE)
+    view = memoryview(buffer)
+    while n := readinto(buffer):
+        hasher.update(view[:n])
     return hasher.digest()
 
 
@@ -132,9 +317,10 @@ class GzipReader:
     member that do not start another one raise :class:`zlib.error` (as Go's reader).
     """
 
-    def __init__(self, source: BinaryIO, input_chunk: int = INPUT_CHUNK):
+    def __init__(self, source: BinaryIO, input_chunk: int = INPUT_CHUNK, backend: str | None = None):
         self._source = source
         self._input_chunk = input_chunk
+        self._module, self._errors = GZIP_BACKENDS[backend or GZIP_BACKEND]
         self._input = b""
         self._member = None  # the current member's decompressobj, None between members
         self._eof = False
@@ -155,10 +341,15 @@ class GzipReader:
                 if not self._fill():
                     self._eof = True  # the end, between members
                     break
-                self._member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                self._member = self._module.decompressobj(wbits=16 + zlib.MAX_WBITS)
             elif not self._fill():
                 raise EOFError("gzip stream ends inside a member (truncated)")
-            out = self._member.decompress(self._input, n)
+            try:
+                out = self._member.decompress(self._input, n)
+            except self._errors as exc:
+                if isinstance(exc, zlib.error):
+                    raise
+                raise zlib.error(str(exc)) from None
             if self._member.eof:
                 self._input = self._member.unused_data  # another member may follow
                 self._member = None

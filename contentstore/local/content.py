@@ -10,6 +10,13 @@ an ingest of its ref left by a writer that died continues from where it stopped,
 rebuilding the hash from the bytes already there (containerd's resumable ingests). Each
 ingest is guarded by a ``flock``, released by the kernel when its holder dies.
 
+Written in order (:meth:`IngestWriter.write`), an ingest's bytes on disk are a prefix of
+the blob. Written in parallel ranges (:meth:`IngestWriter.write_at`, several connections
+for one blob), they may have holes: the ranges held are then recorded in the ingest's
+``state.json`` (only ever ranges whose bytes were written before), so that a writer that
+resumes fetches only the missing ones; the digest is still computed over the file in
+order, as the contiguous prefix grows (:meth:`IngestWriter.hash_held`).
+
 A blob read back for use (:meth:`ContentStore.open_verified`, :meth:`ContentStore.read`)
 is hashed as it streams, and the read that reaches its end raises :class:`CorruptBlob`
 instead of returning the last bytes when the file changed on disk since it was stored.
@@ -23,14 +30,15 @@ import io
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, NamedTuple
+from typing import BinaryIO, Callable, Iterator, NamedTuple
 
-from contentstore.errors import BlobNotFound, CorruptBlob, DigestMismatch, IngestLocked, SizeMismatch
+from contentstore.errors import BlobNotFound, CorruptBlob, DigestMismatch, IngestLocked, SizeMismatch, WriteError
 from contentstore.local.fsutil import (
     FileLock,
     StrayFile,
@@ -44,6 +52,14 @@ from contentstore.local.fsutil import (
 from contentstore.model import digest as digests
 from contentstore.model.digest import Digest
 from contentstore.model.limits import CHUNK_SIZE
+
+#: Bytes written to an ingest after which writeback of what it holds is started (an
+#: ``fdatasync`` on another thread), so that a large blob goes to disk while it arrives.
+FLUSH_BEHIND = 32 << 20
+
+
+#: Bytes read back at a time to hash ranges that arrived before the prefix reached them.
+READ_BACK = 256 * 1024
 
 
 class BlobInfo(NamedTuple):
@@ -200,10 +216,20 @@ class IngestWriter:
     Use as a context manager. Leaving the block without :meth:`commit` keeps the bytes
     written so far for a later writer of the same ref to resume; :meth:`abort` drops them.
     A write that fails (a full disk) is a :class:`WriteError` naming the blob and file.
+
+    Two ways to write, not mixed in one writer: :meth:`write` appends at :attr:`offset`
+    (the bytes hashed so far); or, for a blob of known size fetched in parallel ranges,
+    :meth:`write_at` puts bytes anywhere (from several threads; those that continue the
+    hashed prefix are hashed at once), :meth:`missing` says what is still to fetch,
+    :meth:`hash_held` hashes what continues the prefix from the file, and
+    :meth:`save_ranges` records the ranges held for a resume.
+
+    :ivar offset: the bytes from the start that are written and hashed.
     """
 
     def __init__(self, store: "ContentStore", ref: str, directory: Path, lock: FileLock,
-                 expected: Digest | None, total: int | None, algorithm: str):
+                 expected: Digest | None, total: int | None, algorithm: str,
+                 state: dict | None = None):
         self._store = store
         self.ref = ref
         self.expected = expected
@@ -211,11 +237,25 @@ class IngestWriter:
         self._dir = directory
         self._lock = lock
         self._data_path = directory / "data"
+        self._state = dict(state or {})
         self.what = f"blob {expected}" if expected else f"a new blob (ingest {ref!r})"
         self._hasher = hashlib.new(expected.algorithm if expected else algorithm)
         with writing(self.what, self._data_path):
-            self._file: BinaryIO = open(self._data_path, "ab+")
+            fd = os.open(self._data_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._file: BinaryIO = open(fd, "r+b", buffering=0)
+        self._fd = fd
         self.offset = 0
+        #: Byte ranges ``[start, end)`` on disk, merged and sorted, when written in ranges
+        #: (None: the file is a prefix of the blob).
+        self._held: list[list[int]] | None = None
+        self._held_lock = threading.Lock()
+        self._hash_lock = threading.Lock()
+        self._unflushed = 0
+        self._flusher: threading.Thread | None = None
+        self._flusher_lock = threading.Lock()
+        #: Called with each piece of the blob, in order, as ranges are hashed (a diffID).
+        self.on_hashed: Callable[[bytes], object] | None = None
+        self._saved_held: list[list[int]] | None = None
         self._closed = False
         try:
             self._resume()
@@ -225,34 +265,168 @@ class IngestWriter:
 
     def _resume(self) -> None:
         """Rehash what a previous writer left, so writing continues at its end."""
-        size = os.fstat(self._file.fileno()).st_size
-        if self.total is not None and size > self.total:
-            size = 0  # more than the blob can hold: it is not a prefix of it
-        self._file.seek(0)
-        if size:
-            remaining = size
-            buffer = bytearray(CHUNK_SIZE)
-            view = memoryview(buffer)
-            while remaining:
-                n = self._file.readinto(view[: min(CHUNK_SIZE, remaining)])
-                if not n:
-                    break
-                self._hasher.update(view[:n])
-                remaining -= n
-            size -= remaining
-        with writing(self.what, self._data_path):
-            self._file.truncate(size)
-        self._file.seek(size)
-        self.offset = size
+        size = os.fstat(self._fd).st_size
+        ranges = self._state.pop("ranges", None)
+        if ranges is not None and self.total is not None:
+            limit = min(self.total, size)
+            held = _merge([[a, min(b, limit)] for a, b in ranges if a < min(b, limit)])
+            prefix = held[0][1] if held and held[0][0] == 0 else 0
+            self._held = held
+            self._saved_held = [list(r) for r in held]
+        else:
+            if self.total is not None and size > self.total:
+                size = 0  # more than the blob can hold: it is not a prefix of it
+            prefix = size
+        hashed = self._rehash(prefix)
+        if self._held is None or hashed < prefix:
+            # A prefix (or ranges whose bytes are gone): keep what was hashed, drop the rest.
+            self._held = None
+            with writing(self.what, self._data_path):
+                self._file.truncate(hashed)
+        self.offset = hashed
 
-    def write(self, data: bytes | memoryview) -> int:
+    def _rehash(self, size: int) -> int:
+        """Hash the first ``size`` bytes of the file; how many there were."""
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        done = 0
+        while done < size:
+            n = os.preadv(self._fd, [view[: min(CHUNK_SIZE, size - done)]], done)
+            if not n:
+                break
+            self._hasher.update(view[:n])
+            done += n
+        return done
+
+    def _pwrite(self, data, position: int) -> int:
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        written = 0
         try:
-            n = self._file.write(data)
+            while written < len(view):
+                written += os.pwrite(self._fd, view[written:] if written else view, position + written)
         except OSError as exc:
             raise write_error(self.what, self._data_path, exc) from exc
+        self._unflushed += written
+        if self._unflushed >= FLUSH_BEHIND:
+            self._flush_behind()
+        return written
+
+    def _flush_behind(self) -> None:
+        """Have the bytes written so far written back to disk on another thread while
+        more arrive, so that the fsync of :meth:`commit` finds little left to do."""
+        with self._flusher_lock:
+            if self._flusher is not None and self._flusher.is_alive():
+                return
+            self._unflushed = 0
+            self._flusher = threading.Thread(target=self._fdatasync_quietly, name="flush-behind", daemon=True)
+            self._flusher.start()
+
+    def _fdatasync_quietly(self) -> None:
+        try:
+            os.fdatasync(self._fd)
+        except OSError:
+            pass  # an early flush only; commit's fsync reports what fails
+
+    def _join_flusher(self) -> None:
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.join()
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self._held is not None:
+            self._drop_ranges()
+        n = self._pwrite(data, self.offset)
         self._hasher.update(data)
         self.offset += n
         return n
+
+    def _drop_ranges(self) -> None:
+        """Going on in order after ranges: keep the prefix, forget the rest."""
+        with writing(self.what, self._data_path):
+            self._file.truncate(self.offset)
+        self._held = None
+        self._saved_held = None
+        self._store._write_state(self._dir, self._state, None)
+
+    # -- parallel ranges -----------------------------------------------------------------
+
+    def missing(self) -> list[tuple[int, int]]:
+        """The byte ranges ``[start, end)`` of the blob not written yet (size known)."""
+        if self.total is None:
+            raise ValueError("ranges need the blob's size")
+        with self._held_lock:
+            held = [list(r) for r in self._held] if self._held is not None else \
+                ([[0, self.offset]] if self.offset else [])
+        gaps, position = [], 0
+        for start, end in held:
+            if start > position:
+                gaps.append((position, start))
+            position = max(position, end)
+        if position < self.total:
+            gaps.append((position, self.total))
+        return gaps
+
+    def write_at(self, position: int, data: bytes | memoryview) -> int:
+        """Write ``data`` at ``position`` and record it as held. Safe from several
+        threads at once, for ranges that do not overlap."""
+        if self.total is None or position < 0 or position + len(data) > self.total:
+            raise ValueError(f"{self.what}: a range past the blob's size")
+        with self._held_lock:
+            if self._held is None:
+                self._held = [[0, self.offset]] if self.offset else []
+        n = self._pwrite(data, position)
+        if n:
+            with self._held_lock:
+                _add_range(self._held, position, position + n)
+            # Bytes that continue the hashed prefix are hashed at once, from memory (the
+            # others are read back by hash_held once the prefix reaches them).
+            if position == self.offset and self._hash_lock.acquire(blocking=False):
+                try:
+                    if position == self.offset:
+                        self._hashed(data if isinstance(data, bytes) else bytes(data))
+                finally:
+                    self._hash_lock.release()
+        return n
+
+    def hash_held(self) -> None:
+        """Hash the bytes held that continue the hashed prefix, reading them back from
+        the file (the page cache, just written), and advance :attr:`offset`; each piece
+        goes to :attr:`on_hashed` too."""
+        while True:
+            with self._hash_lock:
+                with self._held_lock:
+                    held = self._held
+                    end = held[0][1] if held and held[0][0] == 0 else 0
+                if self.offset >= end:
+                    return
+                piece = os.pread(self._fd, min(READ_BACK, end - self.offset), self.offset)
+                if not piece:
+                    raise WriteError(self.what, str(self._data_path),
+                                     "the file is shorter than the ranges written")
+                self._hashed(piece)
+
+    def _hashed(self, piece: bytes) -> None:
+        self._hasher.update(piece)
+        self.offset += len(piece)
+        if self.on_hashed is not None:
+            self.on_hashed(piece)
+
+    def held_bytes(self) -> int:
+        """How many bytes of the blob are on disk."""
+        with self._held_lock:
+            if self._held is None:
+                return self.offset
+            return sum(end - start for start, end in self._held)
+
+    def save_ranges(self) -> None:
+        """Record the ranges held in the ingest's state (each was written before), so a
+        writer that resumes fetches only the others."""
+        with self._held_lock:
+            held = [list(r) for r in self._held] if self._held is not None else None
+        if held is None or held == self._saved_held:
+            return
+        self._store._write_state(self._dir, self._state, held)
+        self._saved_held = held
 
     def copy_from(self, stream: BinaryIO) -> None:
         """Write everything ``stream`` yields, in large chunks, with no extra copies."""
@@ -268,8 +442,12 @@ class IngestWriter:
 
     def truncate(self) -> None:
         """Drop what was written and start again at offset 0 (a server ignored Range)."""
-        self._file.seek(0)
-        self._file.truncate(0)
+        with writing(self.what, self._data_path):
+            self._file.truncate(0)
+        if self._held is not None:
+            self._held = None
+            self._saved_held = None
+            self._store._write_state(self._dir, self._state, None)
         self._hasher = hashlib.new(self._hasher.name)
         self.offset = 0
 
@@ -290,6 +468,7 @@ class IngestWriter:
         expected = Digest(expected) if expected else self.expected
         size = size if size is not None else self.total
         try:
+            self._join_flusher()
             with writing(self.what, self._data_path):
                 self._file.flush()
                 os.fsync(self._file.fileno())
@@ -311,12 +490,16 @@ class IngestWriter:
 
     def close(self) -> None:
         """Stop writing and keep the bytes for a later writer to resume."""
+        if not self._closed and self._held is not None:
+            with contextlib.suppress(OSError):
+                self.save_ranges()
         self._finish(remove=False)
 
     def _finish(self, remove: bool) -> None:
         if self._closed:
             return
         self._closed = True
+        self._join_flusher()  # it uses the file descriptor closed here
         try:
             self._file.close()
         except OSError:
@@ -431,14 +614,26 @@ class ContentStore:
             if previous.get("expected") not in (None, expected) or previous.get("total") not in (None, total):
                 (directory / "data").unlink(missing_ok=True)  # another blob: start afresh
                 previous = {}
-            atomic_write(state, json.dumps({
-                "ref": ref, "expected": expected, "total": total,
-                "started_at": previous.get("started_at", time.time()),
-            }).encode(), durable=False, what=f"the state of {what}")  # advisory: the data is the truth
-            return IngestWriter(self, ref, directory, lock, expected_digest, total, algorithm)
+            fields = {"ref": ref, "expected": expected, "total": total,
+                      "started_at": previous.get("started_at", time.time())}
+            ranges = previous.get("ranges") if total is not None else None
+            self._write_state(directory, fields, ranges)
+            if ranges is not None:
+                fields["ranges"] = ranges
+            return IngestWriter(self, ref, directory, lock, expected_digest, total, algorithm, fields)
         except BaseException:
             lock.release()
             raise
+
+    @staticmethod
+    def _write_state(directory: Path, fields: dict, ranges: list[list[int]] | None) -> None:
+        """An ingest's state: advisory (the data is the truth) except ``ranges``, which
+        names only bytes written before it, so it is written after them."""
+        state = dict(fields)
+        if ranges is not None:
+            state["ranges"] = ranges
+        atomic_write(directory / "state.json", json.dumps(state).encode(), durable=False,
+                     what=f"the state of ingest {fields.get('ref')!r}")
 
     def put(self, data: bytes | bytearray | memoryview | BinaryIO, expected: str | None = None,
             size: int | None = None, algorithm: str = digests.CANONICAL) -> BlobInfo:
@@ -663,6 +858,34 @@ def _holds(path: Path, data: memoryview) -> bool:
         return True
 
 
+def _merge(ranges: list[list[int]]) -> list[list[int]]:
+    """Sorted ``[start, end)`` ranges with overlapping and adjacent ones joined."""
+    merged: list[list[int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return merged
+
+
+def _add_range(held: list[list[int]], start: int, end: int) -> None:
+    """Add ``[start, end)`` to the merged list ``held`` in place (mostly extending one)."""
+    for existing in held:
+        if existing[0] <= start <= existing[1]:
+            existing[1] = max(existing[1], end)
+            break
+    else:
+        held.append([start, end])
+    held[:] = _merge(held)
+
+
+def _valid_ranges(value) -> bool:
+    return isinstance(value, list) and len(value) <= 100_000 and all(
+        isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in r)
+        and 0 <= r[0] < r[1] for r in value)
+
+
 def _read_state(path: Path) -> dict:
     """An ingest's advisory state; whatever is missing or malformed in it is left out."""
     state = {}
@@ -676,6 +899,7 @@ def _read_state(path: Path) -> dict:
         "expected": lambda v: v is None or (isinstance(v, str) and digests.is_valid(v)),
         "total": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
         "started_at": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "ranges": _valid_ranges,
     }
     return {key: state[key] for key, ok in valid.items() if key in state and ok(state[key])}
 
@@ -687,6 +911,8 @@ def _ingest_status(directory: Path, active: bool) -> IngestStatus:
         offset, updated = stat.st_size, stat.st_mtime
     except OSError:
         offset, updated = 0, state.get("started_at", 0.0)
+    if "ranges" in state:  # written in ranges: the bytes held, not the file's length
+        offset = sum(min(end, offset) - start for start, end in state["ranges"] if start < min(end, offset))
     return IngestStatus(state.get("ref", directory.name), offset, state.get("expected"),
                         state.get("total"), updated, state.get("started_at", updated), active)
 

@@ -96,7 +96,9 @@ class RegistryClient:
         self.explain_ping_failure = explain_ping_failure
         self.config = config if config is not None else Config()
         self.tls = tls if tls is not None else for_endpoint(endpoint, self.config)
-        self.session = session or make_session(tls=self.tls)
+        # Enough pooled connections for every layer at once, each over its ranges.
+        pool_size = max(10, self.config.max_concurrent_downloads * self.config.max_connections_per_download + 2)
+        self.session = session or make_session(tls=self.tls, pool_size=pool_size)
         self.auth = Authenticator(endpoint.registry, self.session, credentials,
                                   plain_http_allowed=self.plain_http_allowed,
                                   deadline=self.config.request_deadline)
@@ -238,8 +240,10 @@ class RegistryClient:
                     raise unreachable(exc, what) from None
                 return FetchedManifest(data, _media_type(response), response.headers.get("Docker-Content-Digest"))
 
-    def open_blob(self, repository: str, digest: Digest, offset: int = 0) -> requests.Response:
-        """A streaming response for a blob, from ``offset`` (200 or 206; caller checks).
+    def open_blob(self, repository: str, digest: Digest, offset: int = 0,
+                  end: int | None = None) -> requests.Response:
+        """A streaming response for a blob, from ``offset`` (to ``end``, exclusive, when
+        given) (200 or 206; caller checks).
 
         The request deadline runs until the headers; the body is the caller's, under
         :meth:`transfer_rate`, whose window is also the read timeout. The blob is asked
@@ -249,8 +253,8 @@ class RegistryClient:
         """
         what = f"{self.endpoint.registry}/{repository}@{digest}"
         headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
+        if offset or end is not None:
+            headers["Range"] = f"bytes={offset}-{'' if end is None else end - 1}"
         timeout = TIMEOUT
         if self.config.min_transfer_rate > 0:
             timeout = (TIMEOUT[0], min(TIMEOUT[1], self.config.transfer_rate_window))

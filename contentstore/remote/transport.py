@@ -302,8 +302,9 @@ class MinimumRate:
 
 def iter_body(response: requests.Response, limit: int | None = None,
               too_much: Callable[[int], Exception] | None = None,
-              rate: MinimumRate | None = None) -> Iterator[bytes]:
-    """The body of a streaming response, in chunks of up to 1 MiB, decoded.
+              rate: MinimumRate | None = None, decode: bool = True,
+              chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """The body of a streaming response, in chunks of up to ``chunk_size`` (1 MiB), decoded.
 
     Each chunk is what arrived (``read1``), so when a connection breaks every byte that
     came before the break has been handed over, and a resume starts right after it.
@@ -312,12 +313,16 @@ def iter_body(response: requests.Response, limit: int | None = None,
         is not handed over: ``too_much(bytes received)`` is raised instead, and the
         caller's ``with response`` closes the connection.
     :param rate: a minimum rate the body must keep.
+    :param chunk_size: the most bytes a chunk holds.
+    :param decode: undo a ``Content-Encoding``. ``False`` for an answer that has none
+        (a blob, see :meth:`RegistryClient.open_blob`): each chunk is then the very
+        bytes object the socket was read into, never copied through urllib3's buffer.
     """
     raw = response.raw
     received = 0
     while True:
         try:
-            chunk = raw.read1(CHUNK_SIZE, decode_content=True)
+            chunk = raw.read1(chunk_size, decode_content=decode)
         except urllib3.exceptions.HTTPError as exc:
             raise requests.exceptions.ChunkedEncodingError(exc) from None
         except OSError as exc:

@@ -1,0 +1,111 @@
+"""Layer inflation with each installed library (ISA-L, zlib-ng, zlib): the same
+diffIDs, the same errors, output in bounded pieces whatever the ratio, and the threaded
+pipeline equal to the plain hasher."""
+
+import gzip
+import hashlib
+import io
+import os
+import zlib
+
+import pytest
+import zstandard
+
+from contentstore.errors import VerificationError
+from contentstore.image import compression
+from contentstore.image.compression import (
+    GZIP_BACKENDS,
+    OUTPUT_CHUNK,
+    DiffIDHasher,
+    GzipReader,
+    ThreadedDiffIDHasher,
+    decompressor,
+)
+
+BACKENDS = list(GZIP_BACKENDS)
+DATA = os.urandom(300_000) + b"\0" * 3_000_000 + b"text " * 200_000
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    monkeypatch.setattr(compression, "GZIP_BACKEND", request.param)
+    return request.param
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def feed(hasher, blob: bytes, step: int = 100_000):
+    for start in range(0, len(blob), step):
+        hasher.update(blob[start:start + step])
+    return hasher.digest()
+
+
+def test_isal_is_used_where_it_is_installed():
+    pytest.importorskip("isal")
+    assert compression.GZIP_BACKEND == "isal"
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_multi_member_gzip_gives_the_diffid(backend, threaded):
+    blob = gzip.compress(DATA[:1_000_000]) + gzip.compress(DATA[1_000_000:])
+    hasher = ThreadedDiffIDHasher("gzip") if threaded else DiffIDHasher("gzip")
+    assert feed(hasher, blob) == sha(DATA)
+    assert hasher.uncompressed_size == len(DATA)
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_multi_frame_zstd_and_plain_give_the_diffid(threaded):
+    compressor = zstandard.ZstdCompressor()
+    blob = compressor.compress(DATA[:1_000_000]) + compressor.compress(DATA[1_000_000:])
+    make = ThreadedDiffIDHasher if threaded else DiffIDHasher
+    assert feed(make("zstd"), blob) == sha(DATA)
+    assert feed(make("none"), DATA) == sha(DATA)
+
+
+def test_memoryview_input_is_hashed_as_bytes(backend):
+    blob = gzip.compress(DATA)
+    view = memoryview(bytearray(blob))
+    hasher = DiffIDHasher("gzip")
+    for start in range(0, len(view), 65_536):
+        hasher.update(view[start:start + 65_536])
+    assert hasher.digest() == sha(DATA)
+
+
+@pytest.mark.parametrize("compression_name", ["gzip", "zstd"])
+def test_output_comes_in_bounded_pieces_whatever_the_ratio(backend, compression_name):
+    zeros = b"\0" * (64 << 20)
+    blob = gzip.compress(zeros, 9) if compression_name == "gzip" else zstandard.ZstdCompressor(level=19).compress(zeros)
+    assert len(blob) < 1 << 20  # one chunk of input, 64 MiB of output
+    pieces = []
+    decompressor(compression_name).feed(blob, lambda piece: pieces.append(len(piece)))
+    assert sum(pieces) == len(zeros) and max(pieces) <= OUTPUT_CHUNK
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_corrupt_and_truncated_gzip_are_verification_errors(backend, threaded):
+    make = ThreadedDiffIDHasher if threaded else DiffIDHasher
+    blob = bytearray(gzip.compress(DATA))
+    blob[len(blob) // 2] ^= 0xFF
+    with pytest.raises(VerificationError):
+        feed(make("gzip"), bytes(blob))
+    with pytest.raises(VerificationError):
+        feed(make("gzip"), gzip.compress(DATA)[:-100])
+
+
+def test_threaded_hasher_stops_when_closed():
+    hasher = ThreadedDiffIDHasher("gzip")
+    hasher.update(gzip.compress(DATA)[:500_000])
+    hasher.close()
+    assert not any(thread.is_alive() for thread in hasher._threads)
+
+
+def test_gzip_reader_with_each_backend(backend):
+    blob = gzip.compress(DATA[:10]) + gzip.compress(DATA[10:])
+    reader = GzipReader(io.BytesIO(blob))
+    assert b"".join(iter(lambda: reader.read(70_000), b"")) == DATA
+    with pytest.raises(zlib.error):  # bytes after a member that start no other one
+        GzipReader(io.BytesIO(gzip.compress(b"x") + b"garbage that is not gzip")).read()
+    with pytest.raises(EOFError):
+        GzipReader(io.BytesIO(gzip.compress(DATA)[:-100])).read()
