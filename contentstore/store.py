@@ -891,9 +891,14 @@ class Store:
         """Rehash every blob and check every descriptor's size; the report lists corrupt
         blobs, references to missing ones, wrong sizes and damaged files. With ``repair``,
         corrupt blobs are deleted (the next pull fetches them), a damaged metadata
-        database is rebuilt and ``index.json`` sizes are corrected."""
-        return maintenance.verify(self.content, self.layout, self.manifests, self.metadata, self.leases,
-                                  repair=repair)
+        database is rebuilt, ``index.json`` sizes are corrected, and Docker-typed named
+        entries (an older contentstore's) are pointed at their OCI forms, digests kept."""
+        report = maintenance.verify(self.content, self.layout, self.manifests, self.metadata, self.leases,
+                                    repair=repair)
+        if repair:
+            with self.lease(), contextlib.suppress(InvalidManifest):  # a damaged index.json: reported
+                self.view.upgrade(self.layout)
+        return report
 
     def set_label(self, digest: str, key: str, value: str | None) -> None:
         self.metadata.set_label(digest, key, value)

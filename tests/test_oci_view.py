@@ -159,6 +159,14 @@ def test_an_older_store_with_docker_typed_entries_is_upgraded_without_losing_dig
         store.layout.tag(name, Descriptor(original.media_type, original.digest, original.size))
     (store.state_dir / "oci-view").unlink()
     assert {e.media_type for e in store.references().values()} == {mt.DOCKER_MANIFEST, mt.DOCKER_MANIFEST_LIST}
+    repaired = Store(store.root)
+    repaired.verify(repair=True)  # verify --repair upgrades too
+    assert {e.media_type for e in repaired.references().values()} == {mt.OCI_MANIFEST, mt.OCI_INDEX}
+    assert {i.reference: i.digest for i in repaired.images()} == expected
+    for name, entry in store.references().items():  # back to what 0.1 wrote
+        original = store.view.original(entry)
+        store.layout.tag(name, Descriptor(original.media_type, original.digest, original.size))
+    (store.state_dir / "oci-view").unlink(missing_ok=True)
     reopened = Store(store.root)
     reopened.tag(one, "example.com/again:1")  # opened for writing: upgraded first
     assert {e.media_type for e in reopened.references().values()} == {mt.OCI_MANIFEST, mt.OCI_INDEX}
