@@ -4,6 +4,7 @@ a token server, htpasswd; and helpers to put images into a registry."""
 import base64
 import datetime
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import pytest
 import requests
 
 from contentstore import Store
-from contentstore.testing import Server, stop_process
+from contentstore.testing import Server, build_image, push, stop_process
 
 HERE = Path(__file__).parent
 
@@ -212,3 +213,18 @@ def upload(registry_url: str, repository: str, blobs: list[bytes], manifest: byt
                             headers={"Content-Type": media_type}, timeout=30)
     response.raise_for_status()
     return response.headers["Docker-Content-Digest"]
+
+
+#: The size of ``big_image``'s layer: big enough to cut, throttle and resume.
+BIG = 6 << 20
+
+
+@pytest.fixture
+def big_image(registry, source):
+    """An image with one ~6 MiB incompressible layer in the registry; returns (repo, layer)."""
+    def make(name):
+        build_image(source, f"src/{name}", {"big.bin": os.urandom(BIG), "small.txt": "x\n"})
+        push(oci_ref(source, f"docker.io/src/{name}:latest"), registry, f"team/{name}:1")
+        image = source.image(f"src/{name}")
+        return f"team/{name}", image.layers[0]
+    return make

@@ -7,26 +7,13 @@ import sys
 import time
 
 import pytest
-from servers import oci_ref
 
 from contentstore.errors import DigestMismatch
-from contentstore.testing import build_image, push
 
 BIG = 6 << 20
 
 
 pytestmark = pytest.mark.needs("skopeo", "docker-registry")
-
-
-@pytest.fixture
-def big_image(registry, source):
-    """An image with one ~6 MiB incompressible layer in the registry; returns (repo, layer)."""
-    def make(name):
-        build_image(source, f"src/{name}", {"big.bin": os.urandom(BIG), "small.txt": "x\n"})
-        push(oci_ref(source, f"docker.io/src/{name}:latest"), registry, f"team/{name}:1")
-        image = source.image(f"src/{name}")
-        return f"team/{name}", image.layers[0]
-    return make
 
 
 def test_cut_connection_resumes_with_range(registry, proxy_factory, big_image, store):

@@ -16,12 +16,10 @@ import time
 
 import pytest
 import requests
-from servers import oci_ref
 
 from contentstore import Store
 from contentstore.config import Config
 from contentstore.model import mediatypes as mt
-from contentstore.testing import build_image, push
 
 MiB = 1 << 20
 BIG = 6 * MiB
@@ -34,17 +32,6 @@ SETTINGS = dict(max_connections_per_download=3, parallel_download_threshold=2 * 
 SETTINGS_TOML = "\n".join(f"{key} = {value}" for key, value in SETTINGS.items()) + "\n"
 
 pytestmark = pytest.mark.needs("skopeo", "docker-registry")
-
-
-@pytest.fixture
-def big_image(registry, source):
-    """An image with one ~6 MiB incompressible layer in the registry; returns (repo, layer)."""
-    def make(name):
-        build_image(source, f"src/{name}", {"big.bin": os.urandom(BIG), "small.txt": "x\n"})
-        push(oci_ref(source, f"docker.io/src/{name}:latest"), registry, f"team/{name}:1")
-        image = source.image(f"src/{name}")
-        return f"team/{name}", image.layers[0]
-    return make
 
 
 @pytest.fixture
