@@ -141,3 +141,25 @@ def test_blobs_are_read_only(store):
     info = store.put(b"immutable")
     mode = (store.root / "blobs" / "sha256" / info.digest.hex).stat().st_mode & 0o777
     assert mode == 0o444
+
+
+def test_ranges_are_hashed_by_hash_held_not_by_the_writing_thread(store):
+    """write_at only writes (the connections never wait for the hash); hash_held hashes
+    the contiguous prefix, in steps when given a limit, and hands each piece on."""
+    from contentstore.local import content
+
+    data = os.urandom(3 * content.READ_BACK + 100)
+    expected = digests.of_bytes(data)
+    seen = []
+    with store.content.writer(expected, expected=expected, total=len(data)) as writer:
+        writer.on_hashed = seen.append
+        writer.write_at(0, data[:content.READ_BACK + 10])
+        writer.write_at(2 * content.READ_BACK, data[2 * content.READ_BACK:])
+        assert writer.offset == 0 and seen == []  # written, not hashed
+        assert writer.hash_held(limit=1) is True  # one piece, more held
+        assert writer.offset == content.READ_BACK
+        assert writer.hash_held() is False and writer.offset == content.READ_BACK + 10
+        writer.write_at(content.READ_BACK + 10, data[content.READ_BACK + 10:2 * content.READ_BACK])
+        assert writer.hash_held() is False and writer.offset == len(data)
+        assert b"".join(seen) == data
+        assert writer.commit() == (expected, len(data))

@@ -15,7 +15,8 @@ the blob. Written in parallel ranges (:meth:`IngestWriter.write_at`, several con
 for one blob), they may have holes: the ranges held are then recorded in the ingest's
 ``state.json`` (only ever ranges whose bytes were written before), so that a writer that
 resumes fetches only the missing ones; the digest is still computed over the file in
-order, as the contiguous prefix grows (:meth:`IngestWriter.hash_held`).
+order, as the contiguous prefix grows (:meth:`IngestWriter.hash_held`), on the thread
+that calls it, so the threads writing ranges never wait for the hash.
 
 A blob read back for use (:meth:`ContentStore.open_verified`, :meth:`ContentStore.read`)
 is hashed as it streams, and the read that reaches its end raises :class:`CorruptBlob`
@@ -59,7 +60,7 @@ FLUSH_BEHIND = 32 << 20
 
 
 #: Bytes read back at a time to hash ranges that arrived before the prefix reached them.
-READ_BACK = 256 * 1024
+READ_BACK = 1 << 20
 
 
 class BlobInfo(NamedTuple):
@@ -219,9 +220,9 @@ class IngestWriter:
 
     Two ways to write, not mixed in one writer: :meth:`write` appends at :attr:`offset`
     (the bytes hashed so far); or, for a blob of known size fetched in parallel ranges,
-    :meth:`write_at` puts bytes anywhere (from several threads; those that continue the
-    hashed prefix are hashed at once), :meth:`missing` says what is still to fetch,
-    :meth:`hash_held` hashes what continues the prefix from the file, and
+    :meth:`write_at` puts bytes anywhere (from several threads, hashing nothing),
+    :meth:`missing` says what is still to fetch, :meth:`hash_held` (on another thread)
+    hashes what continues the prefix, reading it back from the file, and
     :meth:`save_ranges` records the ranges held for a resume.
 
     :ivar offset: the bytes from the start that are written and hashed.
@@ -367,8 +368,8 @@ class IngestWriter:
         return gaps
 
     def write_at(self, position: int, data: bytes | memoryview) -> int:
-        """Write ``data`` at ``position`` and record it as held. Safe from several
-        threads at once, for ranges that do not overlap."""
+        """Write ``data`` at ``position`` and record it as held, for :meth:`hash_held` to
+        hash. Safe from several threads at once, for ranges that do not overlap."""
         if self.total is None or position < 0 or position + len(data) > self.total:
             raise ValueError(f"{self.what}: a range past the blob's size")
         with self._held_lock:
@@ -378,32 +379,33 @@ class IngestWriter:
         if n:
             with self._held_lock:
                 _add_range(self._held, position, position + n)
-            # Bytes that continue the hashed prefix are hashed at once, from memory (the
-            # others are read back by hash_held once the prefix reaches them).
-            if position == self.offset and self._hash_lock.acquire(blocking=False):
-                try:
-                    if position == self.offset:
-                        self._hashed(data if isinstance(data, bytes) else bytes(data))
-                finally:
-                    self._hash_lock.release()
         return n
 
-    def hash_held(self) -> None:
+    def hash_held(self, limit: int | None = None) -> bool:
         """Hash the bytes held that continue the hashed prefix, reading them back from
         the file (the page cache, just written), and advance :attr:`offset`; each piece
-        goes to :attr:`on_hashed` too."""
+        goes to :attr:`on_hashed` too.
+
+        :param limit: hash at most about this many bytes (the caller has other things
+            to do in between).
+        :return: whether held bytes are left to hash (only when stopped at ``limit``).
+        """
+        done = 0
         while True:
             with self._hash_lock:
                 with self._held_lock:
                     held = self._held
                     end = held[0][1] if held and held[0][0] == 0 else 0
                 if self.offset >= end:
-                    return
+                    return False
+                if limit is not None and done >= limit:
+                    return True
                 piece = os.pread(self._fd, min(READ_BACK, end - self.offset), self.offset)
                 if not piece:
                     raise WriteError(self.what, str(self._data_path),
                                      "the file is shorter than the ranges written")
                 self._hashed(piece)
+                done += len(piece)
 
     def _hashed(self, piece: bytes) -> None:
         self._hasher.update(piece)

@@ -74,6 +74,10 @@ MIN_PIECE = 1 << 20
 #: end); a killed pull refetches at most what came since.
 SAVE_EVERY = 0.5
 
+#: The most bytes a ranged download's coordinating thread hashes between its other
+#: duties (progress, the probe, saving the ranges held).
+HASH_STEP = 8 << 20
+
 
 @dataclass(frozen=True)
 class Downloaded:
@@ -208,7 +212,8 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.I)
 def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descriptor, writer: IngestWriter,
                   hasher, emit, attempts: int, cancel: threading.Event | None) -> None:
     """Fetch what ``writer`` is missing over parallel ``Range`` requests, hashing the
-    prefix (and feeding ``hasher``) on this thread as it grows.
+    prefix (and feeding ``hasher``) on this thread as it grows: the connections only
+    receive and write, so receiving and hashing use two cores.
 
     :raises _RangesRefused: the registry does not answer ranges as asked.
     """
@@ -233,7 +238,6 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
     def fetch(piece: _Piece, first: requests.Response | None) -> None:
         """Fetch ``piece``, whose end the coordinating thread may move closer (a split)."""
         backoff = Backoff(f"download of {descriptor.digest} (bytes {piece.start}-{piece.end - 1})", attempts)
-        woken = piece.position
         while piece.position < piece.end and not stopped():
             position = piece.position
             try:
@@ -248,7 +252,7 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
                         rate = client.transfer_rate(f"{client.endpoint.url}: blob {descriptor.digest} "
                                                     f"(bytes {position}-{got_end - 1})")
                         for data in iter_body(response, got_end - position, too_much, rate, decode=False,
-                                               chunk_size=read_size):
+                                               chunk_size=BODY_CHUNK):
                             if stopped():
                                 return
                             end = piece.end  # the coordinating thread may have split the piece
@@ -256,11 +260,7 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
                                 data = memoryview(data)[:end - position]
                             writer.write_at(position, data)
                             position = piece.position = position + len(data)
-                            # wake the coordinating thread when there is hashing to do, or
-                            # progress to report
-                            if writer.offset != position or position - woken >= PROGRESS_STEP:
-                                woken = position
-                                progress.set()
+                            progress.set()  # the coordinating thread hashes what is held
                             if position >= end:
                                 break
                 finally:
@@ -291,7 +291,6 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
             progress.set()
 
     writer.on_hashed = hasher.update if hasher is not None else None
-    read_size = BODY_CHUNK if hasher is None else PIPELINED_BODY_CHUNK
     first_piece = pieces.take(whole=True)  # one connection first: the whole first gap
     if first_piece is None:
         writer.hash_held()
@@ -314,11 +313,15 @@ def _fetch_ranges(client: RegistryClient, repository: str, descriptor: Descripto
     saved = started = time.monotonic()
     start_held = writer.held_bytes()
     spread = connections <= 1
+    behind = False  # held bytes wait to be hashed
     try:
         while True:
-            progress.wait(SAVE_EVERY)
+            if not behind:
+                progress.wait(SAVE_EVERY)
             progress.clear()
-            writer.hash_held()
+            # in steps, so that the probe, progress and saves come on time while hashing
+            # (and a diffID pipeline) lag behind the connections
+            behind = writer.hash_held(HASH_STEP)
             held = writer.held_bytes()
             if held - reported >= PROGRESS_STEP or held == size:
                 reported = held
