@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import os
+import threading
 import zlib
 
 import pytest
@@ -99,6 +100,56 @@ def test_threaded_hasher_stops_when_closed():
     hasher.update(gzip.compress(DATA)[:500_000])
     hasher.close()
     assert not any(thread.is_alive() for thread in hasher._threads)
+
+
+def test_threaded_hasher_inflates_on_one_thread_and_hashes_on_the_callers():
+    """Two threads in all, the caller's and the inflater: the caller hashes what is
+    inflated as it goes (in update), so no third thread competes for the cores."""
+    hashing_threads = set()
+
+    class Spy:
+        def __init__(self):
+            self._real = hashlib.sha256()
+            self.name = self._real.name
+
+        def update(self, data):
+            hashing_threads.add(threading.current_thread())
+            self._real.update(data)
+
+        def hexdigest(self):
+            return self._real.hexdigest()
+
+    before = threading.active_count()
+    hasher = ThreadedDiffIDHasher("gzip")
+    assert threading.active_count() == before + 1
+    hasher._hasher = Spy()
+    blob = gzip.compress(DATA)
+    for start in range(0, len(blob), 10_000):
+        hasher.update(blob[start:start + 10_000])
+    assert hasher.digest() == sha(DATA)
+    assert hashing_threads == {threading.current_thread()}
+    assert threading.active_count() == before
+
+
+def test_threaded_hasher_holds_bounded_bytes_and_stops_when_blocked(monkeypatch):
+    """What waits between the two threads stays under the bounds whatever the ratio,
+    and close() ends an inflater that waits for its output to be taken."""
+    monkeypatch.setattr(ThreadedDiffIDHasher, "INPUT_BYTES", 1)
+    monkeypatch.setattr(ThreadedDiffIDHasher, "OUTPUT_BYTES", 1)
+    zeros = b"\0" * (32 << 20)
+    blob = gzip.compress(zeros, 9)
+    hasher = ThreadedDiffIDHasher("gzip")
+    for start in range(0, len(blob), 4096):
+        piece = blob[start:start + 4096]
+        hasher.update(piece)
+        assert hasher._input_bytes <= len(piece) and hasher._output_bytes <= OUTPUT_CHUNK
+    assert hasher.digest() == sha(zeros)
+    blocked = ThreadedDiffIDHasher("gzip")
+    blocked.update(blob)  # inflates to far more than the output bound: the inflater waits
+    closer = threading.Thread(target=blocked.close)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive() and not blocked._thread.is_alive()
 
 
 def test_gzip_reader_with_each_backend(backend):

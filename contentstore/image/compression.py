@@ -14,13 +14,14 @@ gzip is inflated by the fastest library installed (:data:`GZIP_BACKEND`): ISA-L
 (``isal``), else zlib-ng (``zlib_ng``), else the standard library's ``zlib``. Their
 errors are raised as :class:`zlib.error` whichever is used. All three, ``hashlib`` and
 ``zstandard`` release the GIL while they work, so a :class:`ThreadedDiffIDHasher` inflates
-on another core while the bytes keep arriving.
+on another core while the bytes keep arriving (and are hashed, with what was inflated,
+on the caller's).
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
-import queue
 import threading
 import zlib
 from typing import BinaryIO, Callable
@@ -36,11 +37,11 @@ from contentstore.model.limits import CHUNK_SIZE
 INPUT_CHUNK = 32 * 1024
 
 #: The most bytes one inflate call hands back: a bound on memory whatever the ratio.
-OUTPUT_CHUNK = 256 * 1024
+OUTPUT_CHUNK = 512 * 1024
 
 #: Compressed bytes given to one inflate call: what it has not used yet comes back as a
 #: copy (``unconsumed_tail``), so a large chunk is fed in slices of this size.
-FEED_CHUNK = 64 * 1024
+FEED_CHUNK = 128 * 1024
 
 
 def _gzip_backends() -> dict[str, tuple[object, tuple[type[BaseException], ...]]]:
@@ -220,17 +221,26 @@ class DiffIDHasher:
 
 
 class ThreadedDiffIDHasher:
-    """A :class:`DiffIDHasher` as a pipeline of two threads of its own: one inflates,
-    the other hashes what it inflates, each fed through a short queue, while the caller
-    goes on receiving, writing and hashing the compressed bytes. The three stages run
-    on as many cores, since each releases the GIL while it works.
+    """A :class:`DiffIDHasher` whose inflation runs on a thread of its own, while the
+    caller goes on receiving, writing and hashing the compressed bytes, and hashes what
+    was inflated in between (in :meth:`update` and :meth:`digest`): two threads, each
+    releasing the GIL while it works, so the two stages use two cores, and no third
+    thread competes with the inflater for them.
+
+    The two threads meet at two bounded queues (compressed bytes waiting to be inflated,
+    :data:`INPUT_BYTES`; inflated bytes waiting to be hashed, :data:`OUTPUT_BYTES`), under
+    one lock: a thread only waits when its side is full or empty, and only then is the
+    other one woken, so each piece costs a few lock operations.
 
     ``update`` must be given bytes that do not change afterwards (``bytes``, not a
-    reused buffer). Call :meth:`digest` at the end, or :meth:`close` to stop early.
-    Memory stays bounded: at most :data:`DEPTH` chunks wait in each queue.
+    reused buffer), and ``update`` and :meth:`digest` are called from one thread. Call
+    :meth:`digest` at the end, or :meth:`close` to stop early.
     """
 
-    DEPTH = 2
+    #: Compressed bytes that may wait for the inflater (``update`` blocks past it).
+    INPUT_BYTES = 512 * 1024
+    #: Inflated bytes that may wait to be hashed (the inflater blocks past it).
+    OUTPUT_BYTES = 1 << 20
 
     def __init__(self, compression: str):
         self._decompressor = decompressor(compression)
@@ -238,46 +248,118 @@ class ThreadedDiffIDHasher:
         self._error: VerificationError | None = None
         self._failure: Exception | None = None
         self.uncompressed_size = 0
-        self._input: queue.Queue = queue.Queue(self.DEPTH)
-        self._output: queue.Queue = queue.Queue(self.DEPTH)
+        self._lock = threading.Condition(threading.Lock())
+        self._input: collections.deque = collections.deque()
+        self._input_bytes = 0
+        self._output: collections.deque = collections.deque()
+        self._output_bytes = 0
+        self._waiting = False     # one side waits on the condition (never both at once)
+        self._inflated = False    # the inflater has put its last output
         self._stopped = False
-        self._threads = [threading.Thread(target=self._inflate, name="inflate", daemon=True),
-                         threading.Thread(target=self._hash, name="hash-uncompressed", daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=self._inflate, name="inflate", daemon=True)
+        self._threads = [self._thread]
+        self._thread.start()
+
+    # -- the inflating thread --------------------------------------------------------------
 
     def _inflate(self) -> None:
+        lock = self._lock
         try:
-            while (data := self._input.get()) is not None:
+            while True:
+                with lock:
+                    while not self._input:
+                        self._wait()
+                    data = self._input.popleft()
+                    self._input_bytes -= len(data) if data is not None else 0
+                    self._wake()
+                if data is None:
+                    return
                 if self._stopped or self._error is not None:
                     continue
                 try:
-                    self._decompressor.feed(data, self._output.put)
+                    self._decompressor.feed(data, self._emit)
                 except _DECOMPRESSION_ERRORS as exc:
                     self._error = VerificationError(f"layer does not decompress: {exc}")
-                except Exception as exc:  # noqa: BLE001 - raised by digest(); the queue is still drained
+                except Exception as exc:  # noqa: BLE001 - raised by digest(); the input is still drained
                     self._failure = exc
         finally:
-            self._output.put(None)
+            with lock:
+                self._inflated = True
+                self._wake()
 
-    def _hash(self) -> None:
-        while (data := self._output.get()) is not None:
-            if not self._stopped:
-                self._hasher.update(data)
-                self.uncompressed_size += len(data)
+    def _emit(self, data: bytes) -> None:
+        with self._lock:
+            while self._output_bytes >= self.OUTPUT_BYTES and not self._stopped:
+                self._wait()
+            if self._stopped:
+                return
+            self._output.append(data)
+            self._output_bytes += len(data)
+            self._wake()
+
+    # -- both sides, under the lock ----------------------------------------------------------
+
+    def _wait(self) -> None:
+        self._waiting = True
+        self._lock.wait()
+
+    def _wake(self) -> None:
+        if self._waiting:
+            self._waiting = False
+            self._lock.notify()
+
+    # -- the caller's thread ---------------------------------------------------------------
+
+    def _take_output(self) -> collections.deque:
+        """What was inflated so far (under the lock)."""
+        taken = self._output
+        if taken:
+            self._output = collections.deque()
+            self._output_bytes = 0
+            self._wake()
+        return taken
+
+    def _hash(self, pieces: collections.deque) -> None:
+        while pieces:
+            piece = pieces.popleft()  # let go of each piece once hashed
+            self._hasher.update(piece)
+            self.uncompressed_size += len(piece)
 
     def update(self, data: bytes) -> None:
-        self._queue_put(data)
-
-    def _queue_put(self, data) -> None:
-        if self._threads[0].is_alive():
-            self._input.put(data)
+        lock = self._lock
+        queued = False
+        while not queued:
+            with lock:
+                if self._input_bytes < self.INPUT_BYTES or self._inflated:
+                    if not self._inflated:
+                        self._input.append(data)
+                        self._input_bytes += len(data)
+                        self._wake()
+                    queued = True
+                taken = self._take_output()
+                if not taken and not queued:
+                    self._wait()  # the input is full and nothing is inflated yet
+                    continue
+            self._hash(taken)  # outside the lock: the inflater goes on meanwhile
 
     def _finish(self) -> None:
-        if self._threads[0].is_alive():
-            self._input.put(None)
-        for thread in self._threads:
-            thread.join()
+        """Send the end, and hash what is inflated until the inflater is done."""
+        lock = self._lock
+        with lock:
+            if not self._inflated:
+                self._input.append(None)
+                self._wake()
+        while True:
+            with lock:
+                taken = self._take_output()
+                if not taken:
+                    if self._inflated:
+                        break
+                    self._wait()
+                    continue
+            if not self._stopped:
+                self._hash(taken)
+        self._thread.join()
 
     def digest(self) -> Digest:
         self._finish()
@@ -289,8 +371,10 @@ class ThreadedDiffIDHasher:
         return from_hasher(self._hasher)
 
     def close(self) -> None:
-        """Stop without a digest (the download failed); waits for the threads."""
-        self._stopped = True
+        """Stop without a digest (the download failed); waits for the thread."""
+        with self._lock:
+            self._stopped = True
+            self._wake()
         self._finish()
 
 

@@ -51,10 +51,10 @@ from contentstore.remote.transport import ATTEMPTS, Backoff, iter_body
 log = logging.getLogger(__name__)
 
 #: The most bytes read from a blob's body at a time: large, since each read costs as
-#: much Python as it costs bytes; smaller when the chunks wait in a diffID pipeline's
-#: queue, where what is in flight is what a download holds in memory.
+#: much Python as it costs bytes; smaller when the chunks go on into a diffID pipeline,
+#: where what is in flight is what a download holds in memory.
 BODY_CHUNK = 1 << 20
-PIPELINED_BODY_CHUNK = 256 * 1024
+PIPELINED_BODY_CHUNK = 512 * 1024
 
 #: Report download progress every this many bytes.
 PROGRESS_STEP = 512 * 1024
