@@ -1,5 +1,3 @@
-import sys
+from contentstore.cli import run
 
-from contentstore.cli import main
-
-sys.exit(main())
+run()

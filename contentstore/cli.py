@@ -14,11 +14,13 @@ one warning on stderr, none with ``-q``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
 import shutil
 import sys
+import threading
 import traceback
 from typing import TYPE_CHECKING, Iterable
 
@@ -813,6 +815,27 @@ def main(argv: list[str] | None = None, extra_plugins: Iterable[tuple[str, objec
         return 1
 
 
+def run() -> None:
+    """The program: the ``contentstore`` script and ``python -m contentstore``.
+
+    :func:`main` on ``sys.argv``, then the exit as the interpreter makes it (threads
+    that are not daemons waited for, ``atexit`` handlers run, stdout and stderr
+    flushed), but without tearing the interpreter down: freeing every module and object
+    one by one only costs time (about 20 ms after a pull, a twentieth of it).
+    """
+    status = main()
+    if not isinstance(status, int) or any(
+            not thread.daemon for thread in threading.enumerate() if thread is not threading.main_thread()):
+        sys.exit(status)  # the interpreter waits for the thread
+    atexit._run_exitfuncs()  # logging's, the plugins'
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(status)  # the interpreter reports what cannot be written, as ever
+    os._exit(status)
+
+
 class _JsonLogFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps({"log": record.levelname.lower(), "logger": record.name, "message": record.getMessage()},
@@ -840,4 +863,4 @@ def _message(exc: Exception) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -131,3 +131,36 @@ def test_plugins_command(cli):
     assert "schema1" not in out
     err = cli("-p", "no:oci", "plugins", expect=1).stderr.decode()
     assert "cannot be disabled" in err
+
+
+PROGRAM = """
+import atexit, sys, threading, time
+from contentstore import cli
+atexit.register(lambda: print("atexit handlers ran"))  # to stdout, not flushed
+if sys.argv[1] == "--late-thread":
+    del sys.argv[1]
+    main = cli.main
+    def late():
+        time.sleep(0.2)
+        print("the thread finished", flush=True)
+    def with_a_thread():
+        status = main()
+        threading.Thread(target=late).start()
+        return status
+    cli.main = with_a_thread
+cli.run()
+"""
+
+
+@pytest.mark.parametrize("late_thread", [False, True])
+def test_the_program_exits_as_the_interpreter_would(cli, tmp_path, late_thread):
+    """run() (the script and python -m contentstore) skips tearing the interpreter down,
+    but exits with main's status after the atexit handlers, with the output flushed, and
+    waits for a thread that is not a daemon."""
+    env = {**os.environ, "CONTENTSTORE_ROOT": str(cli.root), "CONTENTSTORE_CONFIG": str(tmp_path / "none.toml")}
+    flag = ["--late-thread"] if late_thread else []
+    for args, status in ((["images"], 0), (["blob", "get", "sha256:" + "0" * 64], 1)):
+        proc = subprocess.run([sys.executable, "-c", PROGRAM, *flag, *args], capture_output=True, text=True,
+                              env=env)
+        assert proc.returncode == status, proc.stderr
+        assert proc.stdout.endswith(("the thread finished\n" if late_thread else "") + "atexit handlers ran\n")

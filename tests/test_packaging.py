@@ -24,4 +24,4 @@ def test_builtin_plugins_are_importable_as_contentstore_plugins():
     assert group["oci"] == "contentstore_plugins.oci"
     assert {"schema1", "schema2", "manifestlist"} <= set(group)
     scripts = {ep.name: ep.value for ep in metadata.entry_points(group="console_scripts")}
-    assert scripts["contentstore"] == "contentstore.cli:main"
+    assert scripts["contentstore"] == "contentstore.cli:run"
