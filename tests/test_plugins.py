@@ -353,3 +353,32 @@ def test_every_type_in_a_hook_signature_is_listed_with_its_module():
         for annotation in function.__annotations__.values():
             named.update(re.findall(r"\b([A-Z][A-Za-z]+)\b", str(annotation)))
     assert named - {"Exception", "None"} <= set(TYPES) | {"Response", "Session"}  # requests' own
+
+
+def test_distribution_names_and_versions_come_from_the_metadata_headers_once(monkeypatch):
+    """What `plugins` and the image summaries show of a plugin's distribution is read
+    from its metadata's header lines, once per distribution, and is what importlib says;
+    the description after the headers is never parsed."""
+    from importlib import metadata
+
+    for dist in metadata.distributions():
+        assert pluginmanager._read_name_and_version(dist) == (dist.name, dist.version)
+
+    class Dist:
+        reads = 0
+
+        def read_text(self, name):
+            Dist.reads += 1
+            return ("Metadata-Version: 2.1\nName: example-plugin\nSummary: one\n  two: three\n"
+                    "Version: 1.2.3\n\nVersion: 9 (in the description)\n") if name == "METADATA" else None
+
+        @property
+        def name(self):
+            raise AssertionError("the whole metadata parsed")
+
+        version = name
+
+    dist = Dist()
+    assert pluginmanager._name_and_version(dist) == ("example-plugin", "1.2.3")
+    assert pluginmanager._name_and_version(dist) == ("example-plugin", "1.2.3")
+    assert Dist.reads == 1
