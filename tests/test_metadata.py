@@ -19,6 +19,20 @@ def metadata(tmp_path):
     return Metadata(tmp_path / "metadata.db")
 
 
+def test_prepare_makes_a_new_database_ready_for_writes(tmp_path):
+    """What a new store's first write would do (the tables, labels.json), done ahead: a
+    pull calls it while its blobs arrive."""
+    metadata = Metadata(tmp_path / "metadata.db")
+    metadata.prepare()
+    assert (tmp_path / "labels.json").is_file()
+    tables = {row[0] for row in sqlite3.connect(tmp_path / "metadata.db").execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"diffid", "blob_source", "label", "referrer", "image_summary"} <= tables
+    metadata.prepare()  # again: nothing changes
+    metadata.add_sources([d("blob")], "docker.io", "library/alpine")
+    assert metadata.blob_sources(d("blob")) == [BlobSource(d("blob"), "docker.io", "library/alpine")]
+
+
 # -- diffIDs ---------------------------------------------------------------------------------------
 
 

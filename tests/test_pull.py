@@ -220,3 +220,29 @@ def test_explicit_platform_must_match_a_single_platform_image(registry, source, 
     with pytest.raises(PlatformNotFound, match="does not match the specified platform"):
         store.pull(ref, platform="linux/arm64")
     assert store.pull(ref, platform="linux/amd64").platform.architecture == "amd64"
+
+
+def test_metadata_is_prepared_while_the_layers_arrive(registry, source, store, monkeypatch):
+    """A new store's metadata tables are made while the blobs download, not after them."""
+    import threading
+
+    from contentstore.local.metadata import Metadata
+    from contentstore.remote import pull as pull_module
+
+    ref = push_built(source, registry, "prepared/app:1")
+    prepared = threading.Event()
+    prepare = Metadata.prepare
+    download = pull_module.download
+
+    def preparing(self):
+        prepare(self)
+        prepared.set()
+
+    def downloading(*args, **kwargs):
+        assert prepared.wait(10), "the metadata was not prepared while the blobs were downloading"
+        return download(*args, **kwargs)
+
+    monkeypatch.setattr(Metadata, "prepare", preparing)
+    monkeypatch.setattr(pull_module, "download", downloading)
+    store.pull(ref)
+    assert store.image(ref).layers and store.verify().ok

@@ -244,6 +244,13 @@ class Metadata:
             finally:
                 db.close()
 
+    def prepare(self) -> None:
+        """Make the database ready for writes (its tables, and ``labels.json``), which a
+        new store's first write otherwise does: a download calls this while its blobs
+        arrive, so that its records afterwards cost only their own transaction."""
+        with self._connect(write=True):
+            pass
+
     # -- the labels' copy ----------------------------------------------------------------
 
     def _write_copy(self, db: sqlite3.Connection) -> None:

@@ -342,6 +342,7 @@ class Puller:
                                                self.blobs, self.metadata, manifest.config, cancel=cancel)
             inflate = compressions if self.verify_diffids else [None] * len(layers)
             layer_futures = self._start_layers(job, layers, inflate, cancel)
+            self._prepare_metadata()
             try:
                 config = ImageConfig.parse(self.blobs.read(config_future.result().blob.digest, MAX_MANIFEST_SIZE))
                 diff_ids = config.diff_ids
@@ -367,6 +368,14 @@ class Puller:
         target = self._put_manifest(raw, manifest)
         job.images[target.digest] = PulledImage(target, manifest, config)
         return target
+
+    def _prepare_metadata(self) -> None:
+        """While the blobs arrive: ready the metadata for what the pull records at its end
+        (a new store's tables). A database that cannot be used says so then, as before."""
+        try:
+            self.metadata.prepare()
+        except ContentStoreError as error:
+            log.debug("metadata not prepared: %s", error)
 
     def _is_artifact(self, manifest: ImageManifest) -> bool:
         """Not an image the plugins read whole: an ``artifactType``, a config no plugin
