@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, ContextManager
+from typing import TYPE_CHECKING, BinaryIO, ContextManager
 
 import platformdirs
 
@@ -29,7 +29,7 @@ from contentstore.errors import (
     ReferenceNotFound,
     UnpackError,
 )
-from contentstore.local import maintenance, summaries
+from contentstore.local import summaries
 from contentstore.local.content import BlobInfo, ContentStore, IngestWriter
 from contentstore.local.layout import Layout
 from contentstore.local.leases import Leases
@@ -48,6 +48,9 @@ from contentstore.model.reference import Reference
 from contentstore.plugin import NOT_A_TAR
 from contentstore.plugin import manager as pluginmanager
 from contentstore.progress import ProgressCallback, quiet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from contentstore.local import maintenance
 
 log = logging.getLogger(__name__)
 
@@ -882,6 +885,8 @@ class Store:
     def gc(self, dry_run: bool = False, ingests: bool = False) -> maintenance.GcReport:
         """Delete every blob no reference reaches, stray temporary files, and ingests idle
         for 24 h (with ``ingests``: every ingest no running process holds)."""
+        from contentstore.local import maintenance  # gc and verify only: pulls start without it
+
         report = maintenance.collect(self.content, self.layout, self.manifests, self.metadata, self.leases,
                                      dry_run=dry_run, ingests=ingests)
         self._plugins_for("contentstore_gc_finished").gc_finished(report=report)
@@ -893,6 +898,8 @@ class Store:
         corrupt blobs are deleted (the next pull fetches them), a damaged metadata
         database is rebuilt, ``index.json`` sizes are corrected, and Docker-typed named
         entries (an older contentstore's) are pointed at their OCI forms, digests kept."""
+        from contentstore.local import maintenance
+
         report = maintenance.verify(self.content, self.layout, self.manifests, self.metadata, self.leases,
                                     repair=repair)
         if repair:

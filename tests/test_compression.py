@@ -95,6 +95,18 @@ def test_corrupt_and_truncated_gzip_are_verification_errors(backend, threaded):
         feed(make("gzip"), gzip.compress(DATA)[:-100])
 
 
+@pytest.mark.parametrize("threaded", [False, True])
+def test_corrupt_zstd_is_a_verification_error(threaded):
+    """zstandard is imported with the first zstd layer; its errors still mean a layer
+    that does not decompress."""
+    make = ThreadedDiffIDHasher if threaded else DiffIDHasher
+    blob = bytearray(zstandard.ZstdCompressor().compress(DATA))
+    blob[5] ^= 0xFF
+    blob[-3] ^= 0xFF
+    with pytest.raises(VerificationError):
+        feed(make("zstd"), bytes(blob))
+
+
 def test_threaded_hasher_stops_when_closed():
     hasher = ThreadedDiffIDHasher("gzip")
     hasher.update(gzip.compress(DATA)[:500_000])

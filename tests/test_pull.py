@@ -246,3 +246,26 @@ def test_metadata_is_prepared_while_the_layers_arrive(registry, source, store, m
     monkeypatch.setattr(pull_module, "download", downloading)
     store.pull(ref)
     assert store.image(ref).layers and store.verify().ok
+
+
+LEAN = ("contentstore.local.maintenance", "contentstore.remote.referrers", "tomllib", "difflib", "subprocess",
+        "platform", "uuid", "zstandard")
+
+
+def test_a_pull_imports_only_what_it_needs(registry, source, tmp_path):
+    """The command line pulls (gzip layers) without importing gc and verify, referrers,
+    a TOML parser when there is no configuration file, a credential helper's subprocess,
+    zstandard, and the like (each a millisecond or two of every pull's start)."""
+    import os
+    import sys
+
+    ref = push_built(source, registry, "lean/app:1")
+    code = ("import sys; from contentstore import cli; status = cli.main(sys.argv[1:]); "
+            "print(' '.join(sorted(sys.modules))); sys.exit(status)")
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "DOCKER_CONFIG": str(tmp_path / "docker")}
+    env.pop("CONTENTSTORE_CONFIG", None)
+    out = subprocess.run([sys.executable, "-c", code, "--root", str(tmp_path / "root"), "-q", "pull", ref],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    loaded = set(out.split())
+    assert "contentstore.remote.pull" in loaded
+    assert loaded.isdisjoint(LEAN), loaded & set(LEAN)

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import sys
 import threading
 import zlib
 from typing import BinaryIO, Callable
-
-import zstandard
 
 from contentstore.errors import InvalidManifest, VerificationError
 from contentstore.model.digest import Digest, from_hasher
@@ -130,6 +129,8 @@ class _Gzip:
 
 class _Zstd:
     def __init__(self) -> None:
+        import zstandard  # with the first zstd layer: gzip layers never need it
+
         self._sink: Sink | None = None
         self._writer = zstandard.ZstdDecompressor().stream_writer(
             self, write_size=OUTPUT_CHUNK, closefd=False)
@@ -179,7 +180,11 @@ def decompressor(compression: str):
         raise InvalidManifest(f"unknown layer compression {compression!r}") from None
 
 
-_DECOMPRESSION_ERRORS = (zlib.error, zstandard.ZstdError)
+def _decompression_errors() -> tuple[type[BaseException], ...]:
+    """What a decompressor raises for bytes that do not decompress (zstandard's errors
+    only once it was imported: nothing else raises them)."""
+    zstandard = sys.modules.get("zstandard")
+    return (zlib.error, zstandard.ZstdError) if zstandard is not None else (zlib.error,)
 
 
 class DiffIDHasher:
@@ -206,7 +211,7 @@ class DiffIDHasher:
             return
         try:
             self._decompressor.feed(data, self._out)
-        except _DECOMPRESSION_ERRORS as exc:
+        except _decompression_errors() as exc:
             self._error = VerificationError(f"layer does not decompress: {exc}")
 
     def digest(self) -> Digest:
@@ -278,7 +283,7 @@ class ThreadedDiffIDHasher:
                     continue
                 try:
                     self._decompressor.feed(data, self._emit)
-                except _DECOMPRESSION_ERRORS as exc:
+                except _decompression_errors() as exc:
                     self._error = VerificationError(f"layer does not decompress: {exc}")
                 except Exception as exc:  # noqa: BLE001 - raised by digest(); the input is still drained
                     self._failure = exc
@@ -459,6 +464,8 @@ def decompressed_reader(source: BinaryIO, compression: str) -> BinaryIO:
     if compression == "gzip":
         return GzipReader(source)
     if compression == "zstd":
+        import zstandard
+
         return zstandard.ZstdDecompressor().stream_reader(source, read_size=INPUT_CHUNK,
                                                           read_across_frames=True, closefd=False)
     if compression == "none":

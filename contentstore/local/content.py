@@ -33,7 +33,6 @@ import os
 import shutil
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -652,7 +651,7 @@ class ContentStore:
         base = data.tell() if seekable else 0
         if expected is None:
             # A fresh ref nobody can resume: drop what was written whatever goes wrong.
-            with self.writer(f"put-{uuid.uuid4().hex}", total=size, algorithm=algorithm) as writer:
+            with self.writer(f"put-{os.urandom(16).hex()}", total=size, algorithm=algorithm) as writer:
                 try:
                     self._write_from(writer, data, base, seekable)
                     return writer.commit()

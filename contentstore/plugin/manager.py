@@ -15,7 +15,6 @@ plugin into a :class:`PluginError` that names it.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import os
@@ -236,6 +235,8 @@ class Plugins:
                 continue
             caller = getattr(self.pm.hook, attr, None)
             if caller is None or not caller.has_spec():
+                import difflib  # only to name a hook that was meant
+
                 close = difflib.get_close_matches(attr, self.hook_names(), n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 problems.append(f"implements unknown hook {attr}{hint}")

@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,6 +185,8 @@ def _helper_call(helper: str, action: str, payload: bytes) -> bytes:
     :raises CredentialsNotFound: the helper said it has no credentials for the server.
     :raises ConfigError: the helper is missing or failed otherwise.
     """
+    import subprocess  # only with a helper configured
+
     try:
         proc = subprocess.run([f"docker-credential-{helper}", action], input=payload,
                               capture_output=True, timeout=60)

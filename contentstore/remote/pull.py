@@ -41,7 +41,6 @@ from contentstore.model.platform import Platform
 from contentstore.model.reference import Reference
 from contentstore.progress import ProgressEvent
 from contentstore.remote import fallback
-from contentstore.remote import referrers as remote_referrers
 from contentstore.remote.access import RegistryAccess
 from contentstore.remote.client import RegistryClient
 from contentstore.remote.download import download, short_id
@@ -407,6 +406,8 @@ class Puller:
         index the reference names and each image manifest of it), recursively."""
         if not self.referrers:
             return
+        from contentstore.remote import referrers as remote_referrers
+
         subjects = [result.registry_digest, *job.images]
         repository = job.reference.repository
 
