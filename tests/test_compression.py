@@ -65,6 +65,38 @@ def test_multi_frame_zstd_and_plain_give_the_diffid(threaded):
     assert feed(make("none"), DATA) == sha(DATA)
 
 
+def test_isal_decompressor_object_inflates_as_decompressobj():
+    """With ISA-L, gzip goes through its decompressor object (which keeps the input it
+    has not used, instead of copying it back at every call): the same output, pieces and
+    errors as the zlib-like decompressobj, for every shape of stream."""
+    pytest.importorskip("isal")
+    assert isinstance(decompressor("gzip"), compression._IsalGzip)
+    whole = gzip.compress(DATA)
+    cases = {
+        "members": gzip.compress(DATA[:1_000_000]) + gzip.compress(DATA[1_000_000:]),
+        "garbage after a member": gzip.compress(b"x") + b"garbage that is not gzip",
+        "truncated": whole[:-100],
+        "wrong checksum": whole[:-8] + bytes([whole[-8] ^ 0xFF]) + whole[-7:],
+        "empty": b"",
+    }
+
+    def run(make, blob, step):
+        pieces = []
+        try:
+            inflater = make()
+            for start in range(0, len(blob), step):
+                inflater.feed(blob[start:start + step], pieces.append)
+            inflater.finish()
+        except (zlib.error, VerificationError) as exc:
+            return type(exc).__name__
+        assert max(map(len, pieces), default=0) <= OUTPUT_CHUNK
+        return b"".join(pieces)
+
+    for name, blob in cases.items():
+        for step in (1_000, 300_000, 1 << 22):
+            assert run(compression._IsalGzip, blob, step) == run(lambda: compression._Gzip("isal"), blob, step), name
+
+
 def test_memoryview_input_is_hashed_as_bytes(backend):
     blob = gzip.compress(DATA)
     view = memoryview(bytearray(blob))

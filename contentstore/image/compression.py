@@ -127,6 +127,54 @@ class _Gzip:
         return b""
 
 
+class _IsalGzip:
+    """gzip inflated by ISA-L's decompressor object, which keeps the input it has not
+    used yet itself (no copy of the rest of a chunk at every call, as ``decompressobj``'s
+    ``unconsumed_tail`` makes): whole chunks go in, pieces of at most
+    :data:`OUTPUT_CHUNK` come out. Members one after another, as :class:`_Gzip`."""
+
+    def __init__(self) -> None:
+        from isal import igzip_lib
+
+        self._igzip = igzip_lib
+        self._errors = GZIP_BACKENDS["isal"][1]
+        self._new_member()
+
+    def _new_member(self) -> None:
+        self._d = self._igzip.IgzipDecompressor(flag=self._igzip.DECOMP_GZIP)
+        self._fed = False
+
+    def feed(self, data, sink: Sink) -> None:
+        try:
+            while len(data):
+                self._fed = True
+                d = self._d
+                out = d.decompress(data, OUTPUT_CHUNK)
+                if out:
+                    sink(out)
+                while not d.eof and not d.needs_input:  # output waits behind a full piece
+                    out = d.decompress(b"", OUTPUT_CHUNK)
+                    if out:
+                        sink(out)
+                if d.eof:  # another gzip member may follow
+                    data = d.unused_data
+                    self._new_member()
+                else:
+                    data = b""
+        except self._errors as exc:
+            raise zlib.error(str(exc)) from None
+
+    def decompress(self, data) -> bytes:
+        out: list[bytes] = []
+        self.feed(data, out.append)
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        if self._fed:
+            raise VerificationError("layer is a truncated gzip stream")
+        return b""
+
+
 class _Zstd:
     def __init__(self) -> None:
         import zstandard  # with the first zstd layer: gzip layers never need it
@@ -174,6 +222,8 @@ _DECOMPRESSORS = {"gzip": _Gzip, "zstd": _Zstd, "none": _Identity, "not-a-tar": 
 def decompressor(compression: str):
     """``feed(data, sink)`` hands ``sink`` the output in bounded pieces; ``decompress(data)``
     returns it whole (for callers that bound their input); ``finish()`` at the end."""
+    if compression == "gzip" and GZIP_BACKEND == "isal":
+        return _IsalGzip()
     try:
         return _DECOMPRESSORS[compression]()
     except KeyError:
