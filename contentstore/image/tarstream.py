@@ -332,6 +332,8 @@ class TarReader:
                 pairs = _parse_pax(data, local, pairs, here)
             elif typeflag == _GLOBAL:
                 self._set_global(data, here)
+                if start == here:  # not part of the next entry (as tarfile counts offsets)
+                    start = self._entry = self._base + self._pos
             elif typeflag == _LONGNAME:
                 long_name = data.split(b"\0", 1)[0]
             else:
@@ -353,17 +355,17 @@ class TarReader:
             if not value:  # an empty value removes the key
                 continue
             if key == b"mtime":
-                mtime_ns = _pax_time(value, here)
+                mtime_ns = _pax_time(value, start)
             elif key == b"path":
                 long_name = value
             elif key == b"linkpath":
                 long_link = value
             elif key == b"size":
-                size = _pax_number(value, key, here)
+                size = _pax_number(value, key, start)
             elif key == b"uid":
-                uid = _pax_number(value, key, here)
+                uid = _pax_number(value, key, start)
             elif key == b"gid":
-                gid = _pax_number(value, key, here)
+                gid = _pax_number(value, key, start)
             elif key.startswith(_XATTR):
                 xattrs[key[13:].decode("utf-8", "surrogateescape")] = value
             elif key.startswith(b"GNU.sparse."):
@@ -375,9 +377,9 @@ class TarReader:
 
         realsize = size
         if typeflag == _SPARSE:
-            realsize = self._old_gnu_sparse(block, size, here)
+            realsize = self._old_gnu_sparse(block, size, start)
         elif sparse or pairs:
-            found = self._pax_sparse(records, pairs, typeflag, size, here)
+            found = self._pax_sparse(records, pairs, typeflag, size, start)
             if found is not None:
                 realsize, sparse_name = found
                 if sparse_name:
@@ -495,9 +497,8 @@ class TarReader:
         return [_sparse_number(token, offset) for token in tokens], stored
 
     def _set_sparse(self, numbers: list[int], realsize: int, stored: int, offset: int) -> None:
-        """Check a map (offset, length, ...) and make it the current body's."""
-        if len(numbers) % 2:
-            raise _bad_sparse(offset, "an offset without a length")
+        """Check a map (offset, length, ...: the callers give pairs) and make it the
+        current body's."""
         fragments = list(zip(numbers[0::2], numbers[1::2]))
         end = data = 0
         for start, length in fragments:
@@ -601,10 +602,7 @@ def _number(field: bytes, what: str, offset: int) -> int:
         return 0
     if digits.translate(None, _OCTAL_DIGITS):
         raise _damaged(offset, f"invalid {what} field {field!r}")
-    value = int(digits, 8)
-    if value > _INT64_MAX:
-        raise _damaged(offset, f"{what} field out of range")
-    return value
+    return int(digits, 8)  # at most 12 digits: far below 2**63
 
 
 def _check_signed_sum(block: bytes, stored: int, offset: int) -> None:
