@@ -22,26 +22,29 @@ The rules followed (``MAX_HEADER_BYTES`` bounds all header bytes of one entry):
   long name (``L``), the header's name with its ``prefix`` when the magic is POSIX's
   (``ustar\\0`` ``00``). The link target likewise (``linkpath``, ``K``, the header).
   Names are UTF-8 decoded with ``surrogateescape`` (bytes that are not UTF-8 survive).
-- PAX records are ``"%d %s=%s\\n"`` with a length that must match; a NUL inside a value is
-  kept (the unpacker refuses such names rather than see them silently cut). An empty
+- PAX records are ``"%d %s=%s\\n"`` with a length that must match; a NUL inside a value
+  is kept (the unpacker refuses such names rather than see them silently cut). An empty
   value removes the key, as in Go. ``x`` headers apply to the next entry, ``g`` headers
-  to every later one (as tarfile; they are not returned). Read keys: ``path``,
-  ``linkpath``, ``size``, ``uid``, ``gid``, ``mtime`` (exact nanoseconds),
-  ``SCHILY.xattr.*`` (raw bytes) and ``GNU.sparse.*``; others are ignored.
+  to every later one (as POSIX has it; tarfile only to those with an ``x`` header too);
+  a ``g`` header is not returned, nor counted in the next entry's offset, and may end
+  the archive. Read keys: ``path``, ``linkpath``, ``size``, ``uid``, ``gid``, ``mtime``
+  (exact nanoseconds), ``SCHILY.xattr.*`` (raw bytes) and ``GNU.sparse.*``; others are
+  ignored.
 - The typeflag is normalised: ``\\0``, ``0`` and ``7`` are regular files (``0``); a
   ``\\0`` or ``0`` entry whose name ends in ``/`` is a directory (the old convention GNU
-  tar follows); links, devices, directories and FIFOs have no body whatever their size
-  field says (as Go and tarfile); unknown types are returned as they are with their body
-  skippable. Directory names lose their trailing slashes.
+  tar follows; tarfile only for ``\\0``; a ``0`` one keeps its body, skipped). Links,
+  devices, directories and FIFOs have no body whatever their size field says (as Go and
+  tarfile); unknown types are returned as they are, their body skippable. Directory
+  names lose their trailing slashes.
 - Sparse files in every form Go reads: old GNU (``S``, map in the header and extension
   blocks), PAX 0.0 (``GNU.sparse.offset``/``numbytes`` pairs), 0.1 (``GNU.sparse.map``)
   and 1.0 (map at the start of the body). Maps must be in order, not overlap, stay
   within the real size and account for exactly the stored data. The body is the expanded
   file, holes as zeros in pieces of at most ``ZERO_PIECE_SIZE`` bytes.
-- The archive ends at a zero block (whatever follows, :meth:`TarReader.drain` reads and
-  ignores), or where the stream ends cleanly between entries. A stream ending inside a
-  header, a body or its padding is an error ("truncated"), as are extension headers
-  followed by no entry.
+- The archive ends at a zero block (one is enough, Go looks for two; whatever follows,
+  :meth:`TarReader.drain` reads and ignores), or where the stream ends cleanly between
+  entries. A stream ending inside a header, a body or its padding is an error
+  ("truncated"), as are extension headers followed by no entry.
 
 Every error is :class:`~contentstore.errors.InvalidTar`, naming the offset.
 """
