@@ -569,24 +569,47 @@ def test_invalid_numbers(offset, field):
 
 @pytest.mark.parametrize("offset, field, what", [
     (124, b"\xff" * 12, "negative size"),
-    (108, b"\xff\xff\xff\xff\xff\xff\xff\xfe", "negative uid"),
-    (116, b"\xc0" + bytes(7), "negative gid"),
     (124, b"\x80" + b"\xff" * 11, "size field out of range"),
 ])
 def test_base256_out_of_bounds(offset, field, what):
     assert error_of(member(header(b"x", raw={offset: field})) + END) == f"damaged tar header at offset 0: {what}"
 
 
+@pytest.mark.parametrize("offset, field, what, value", [
+    (108, b"\xff\xff\xff\xff\xff\xff\xff\xfe", "uid", -2),
+    (116, b"\xc0" + bytes(7), "gid", -(1 << 62)),
+])
+def test_negative_ids_are_read_for_the_unpacker_to_judge(offset, field, what, value):
+    """Go reads them; the unpacker refuses them naming the entry (the stream is sound)."""
+    assert read(member(header(b"x", raw={offset: field})) + END)[0][0][what] == value
+
+
+def test_negative_ids_in_pax_records_are_read():
+    body = record(b"uid", b"-1") + record(b"gid", b"-9")
+    data = member(header(b"PaxHeaders/x", type=b"x", size=len(body)), body) + member(header(b"x")) + END
+    fields = read(data)[0][0]
+    assert (fields["uid"], fields["gid"]) == (-1, -9)
+
+
 @pytest.mark.parametrize("body", [
     b"99 path=foo\n", b"5 path=foo\n", b"13 path=foo\n", b"11 path=foo!", b"11 pathfoo\n\n",
     b"x path=foo\n", b"-11 path=foo\n", b"11path=foo\n\n", b"6 =ab\n", record(b"path", b"foo") + b"\0junk",
-    record(b"uid", b"-1"), record(b"uid", b"1.5"), record(b"size", b"x"), record(b"mtime", b".5"),
-    record(b"mtime", b"1e10"), record(b"gid", b"9" * 30), record(b"GNU.sparse.numbytes", b"1"),
+    record(b"size", b"x"), record(b"size", b"-1"), record(b"GNU.sparse.numbytes", b"1"),
 ], ids=repr)
 def test_pax_lies(body):
     data = member(header(b"PaxHeaders/x", type=b"x", size=len(body)), body) + member(header(b"x")) + END
     message = error_of(data)
     assert message.startswith("invalid PAX record at offset 0: ")
+
+
+@pytest.mark.parametrize("body", [
+    record(b"uid", b"1.5"), record(b"uid", b"--1"), record(b"mtime", b".5"), record(b"mtime", b"1e10"),
+    record(b"mtime", b"9" * 40), record(b"gid", b"9" * 30),
+], ids=repr)
+def test_bad_pax_values_name_their_entry(body):
+    """The stream is sound, one value is not: the error names the entry it belongs to."""
+    data = member(header(b"PaxHeaders/x", type=b"x", size=len(body)), body) + member(header(b"x")) + END
+    assert error_of(data).startswith("entry 'x': invalid PAX record at offset 0: ")
 
 
 def test_pax_padding_after_the_records_is_accepted():

@@ -16,8 +16,11 @@ The rules followed (``MAX_HEADER_BYTES`` bounds all header bytes of one entry):
   Go accept); otherwise it is an error naming the offset, never the end of the archive.
 - Numbers are octal (ending at the first NUL, spaces around allowed, an empty field is 0)
   or GNU base-256 (high bit of the first byte set; two's complement, so negative values
-  exist: a negative size, uid or gid is an error); anything else is an error, as is a
-  value beyond 64 bits.
+  exist: a negative size is an error, negative ids are returned for the unpacker to
+  refuse naming the entry); anything else is an error, as is a value beyond 64 bits.
+  PAX ``uid``/``gid`` are signed decimals, as Go reads them. A PAX value that does not
+  parse (a time, an id) is an error naming the entry it belongs to; one that breaks the
+  stream (``size``, a record's length) names only the offset.
 - Strings end at their first NUL. The name is, by precedence: a PAX ``path``, a GNU
   long name (``L``), the header's name with its ``prefix`` when the magic is POSIX's
   (``ustar\\0`` ``00``). The link target likewise (``linkpath``, ``K``, the header).
@@ -97,7 +100,7 @@ _FAST_HEADER = re.compile(
     rb"(.{8}).{80}"  # magic and version; uname, gname, devmajor, devminor
     rb"(?=([^\0]{0,155}))"  # prefix
 )
-_PAX_TIME = re.compile(rb"(-?)([0-9]{1,30})(?:\.([0-9]*))?")
+_PAX_TIME = re.compile(rb"(-?)([0-9]+)(?:\.([0-9]*))?")
 _HIGH_BYTES = bytes(range(128, 256))
 _OCTAL_DIGITS = b"01234567"
 
@@ -354,29 +357,37 @@ class TarReader:
         mtime_ns = mtime * _NS
         xattrs: dict[str, bytes] = {}
         sparse = False
+        invalid: InvalidTar | None = None  # a bad value of this entry's: raised naming it
         for key, value in records.items():
             if not value:  # an empty value removes the key
                 continue
-            if key == b"mtime":
-                mtime_ns = _pax_time(value, start)
-            elif key == b"path":
-                long_name = value
-            elif key == b"linkpath":
-                long_link = value
-            elif key == b"size":
-                size = _pax_number(value, key, start)
-            elif key == b"uid":
-                uid = _pax_number(value, key, start)
-            elif key == b"gid":
-                gid = _pax_number(value, key, start)
-            elif key.startswith(_XATTR):
-                xattrs[key[13:].decode("utf-8", "surrogateescape")] = value
-            elif key.startswith(b"GNU.sparse."):
-                sparse = True
+            try:
+                if key == b"mtime":
+                    mtime_ns = _pax_time(value, start)
+                elif key == b"path":
+                    long_name = value
+                elif key == b"linkpath":
+                    long_link = value
+                elif key == b"size":
+                    size = _pax_number(value, key, start)
+                elif key == b"uid":
+                    uid = _pax_number(value, key, start, signed=True)
+                elif key == b"gid":
+                    gid = _pax_number(value, key, start, signed=True)
+                elif key.startswith(_XATTR):
+                    xattrs[key[13:].decode("utf-8", "surrogateescape")] = value
+                elif key.startswith(b"GNU.sparse."):
+                    sparse = True
+            except InvalidTar as exc:
+                if key == b"size":  # the stream cannot be followed past it
+                    raise
+                invalid = invalid or exc
         if long_name:
             name = long_name
         if long_link:
             link = long_link
+        if invalid is not None:
+            raise InvalidTar(f"entry {name.decode('utf-8', 'surrogateescape')!r}: {invalid}", start)
 
         realsize = size
         if typeflag == _SPARSE:
@@ -620,16 +631,16 @@ def _check_signed_sum(block: bytes, stored: int, offset: int) -> None:
 
 def _parse_header(block: bytes, offset: int) -> tuple:
     """Any header the fast expression does not take: numbers in other widths, spaces,
-    base-256; checks the checksum and that sizes and ids are not negative."""
+    base-256; checks the checksum and that the size is not negative (ids may be: the
+    unpacker judges their range, naming the entry)."""
     _check_signed_sum(block, _number(block[148:156], "checksum", offset), offset)
     mode = _number(block[100:108], "mode", offset)
     uid = _number(block[108:116], "uid", offset)
     gid = _number(block[116:124], "gid", offset)
     size = _number(block[124:136], "size", offset)
     mtime = _number(block[136:148], "mtime", offset)
-    for what, value in (("size", size), ("uid", uid), ("gid", gid)):
-        if value < 0:
-            raise _damaged(offset, f"negative {what}")
+    if size < 0:
+        raise _damaged(offset, "negative size")
     name = block[:100].split(b"\0", 1)[0]
     link = block[157:257].split(b"\0", 1)[0]
     prefix = block[345:500].split(b"\0", 1)[0]
@@ -674,10 +685,13 @@ def _bad_pax(offset: int, what: str) -> InvalidTar:
     return InvalidTar(f"invalid PAX record at offset {offset}: {what}", offset)
 
 
-def _pax_number(value: bytes, key: bytes, offset: int) -> int:
-    if value.isdigit() and len(value) <= 64:
+def _pax_number(value: bytes, key: bytes, offset: int, signed: bool = False) -> int:
+    """A decimal PAX number in 64 bits; negative only if ``signed`` (ids, as Go reads
+    them: the unpacker judges their range, naming the entry)."""
+    digits = value[1:] if signed and value[:1] == b"-" else value
+    if digits.isdigit() and len(digits) <= 64:
         number = int(value)
-        if number <= _INT64_MAX:
+        if -_INT64_MAX - 1 <= number <= _INT64_MAX:
             return number
     raise _bad_pax(offset, f"{key.decode()}={value[:40]!r} is not a number")
 
@@ -687,8 +701,10 @@ def _pax_time(value: bytes, offset: int) -> int:
     digits are cut, as Go does), optionally negative."""
     match = _PAX_TIME.fullmatch(value)
     if match is None:
-        raise _bad_pax(offset, f"mtime={value[:40]!r} is not a time")
+        raise _bad_pax(offset, f"invalid modification time {value[:40]!r}")
     sign, seconds, fraction = match.groups()
+    if len(seconds) > 30:
+        raise _bad_pax(offset, "modification time out of range")
     ns = int(seconds) * _NS + int((fraction or b"")[:9].ljust(9, b"0"))
     return -ns if sign else ns
 

@@ -25,11 +25,14 @@ tarfile's ``data_filter`` does not fit image layers: it refuses absolute symlink
 which images legitimately hold (``/etc/alternatives/*``), and checks paths against the
 host's view of symlinks rather than the image's. So the checks are our own.
 
-Each layer is read as a stream, in time linear in its size and bounded memory: the blob
-through a hasher (its digest), a bounded decompressing reader, a second hasher (its
-diffID), then tarfile in stream mode; file bodies are copied in ``CHUNK_SIZE`` pieces.
-What tarfile leaves unread (end-of-archive blocks, padding) goes through the hashers too,
-and both digests are checked.
+Each layer is read as a stream, in time linear in its size and bounded memory, by three
+kinds of thread: a :class:`~contentstore.image.layerstream.LayerStream` reads the blob,
+hashes it (its digest), decompresses it and hashes that (its diffID) on a thread of its
+own, reading the whole blob even when the archive ends early; the caller's thread parses
+the tar (:mod:`contentstore.image.tarstream`) and makes every entry, in order, through
+descriptors; small files' bodies (views of the decompressed chunks, never copies) and
+metadata are finished by a pool of :mod:`~contentstore.image.writers`. Both digests are
+checked when the layer is done.
 
 The layers are applied in a private directory beside the target and renamed into place
 only when all of them applied and verified, so a refused, tampered or broken image
@@ -43,37 +46,26 @@ import logging
 import os
 import re
 import stat
-import tarfile
 import tempfile
-import zlib
 from collections import OrderedDict, deque
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
-import zstandard
-
-from contentstore.errors import UnpackError, UnsafeLayer
+from contentstore.errors import InvalidTar, UnpackError, UnsafeLayer
 from contentstore.image.layerstream import LayerStream
+from contentstore.image.tarstream import TarEntry, TarReader
 from contentstore.image.writers import FileJob, FileWriters
-from contentstore.model.limits import CHUNK_SIZE
 
 log = logging.getLogger(__name__)
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
-XATTR_PREFIX = "SCHILY.xattr."
 MAX_SYMLINK_HOPS = 40
 #: Directories nested deeper than this are refused (PATH_MAX allows about 2,000 one-letter
 #: components; real trees stay far below): it bounds descriptors held and loops.
 MAX_DEPTH = 512
-#: The most header bytes (PAX records, GNU long names, sparse maps) one entry may have;
-#: Go's archive/tar allows 1 MiB for each special header.
-MAX_HEADER_BYTES = 2 << 20
-#: What tarfile asks of the decompressed stream at a time; every small read of tarfile's
-#: stream mode copies what remains of its buffer, so this stays small.
-TAR_BUFSIZE = 64 * 1024
 #: Threads writing file bodies and metadata (:mod:`contentstore.image.writers`), and the
 #: largest file they are given (larger ones are written as they stream).
 WRITERS = 2
@@ -140,73 +132,6 @@ class LayerInput:
 
 def _layer_stream(layer: LayerInput) -> LayerStream:
     return LayerStream(layer.open, layer.compression, layer.digest or None, layer.diff_id, layer.digest)
-
-
-class _ChunkReader:
-    """A file object over :meth:`LayerStream.next_chunk` (for tarfile)."""
-
-    def __init__(self, next_chunk: Callable[[], bytes]):
-        self._next_chunk = next_chunk
-        self._chunk = b""
-        self._pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        if self._pos >= len(self._chunk):
-            self._chunk = self._next_chunk()
-            self._pos = 0
-        start = self._pos
-        self._pos = len(self._chunk) if n is None or n < 0 else start + n
-        return self._chunk[start:self._pos]
-
-    def readable(self) -> bool:
-        return True
-
-
-class _BadTar(UnpackError):
-    """A tar header that does not parse (raised through tarfile, which would otherwise
-    take a damaged header for the end of the archive)."""
-
-
-class _HeaderBudget:
-    """Stands for tarfile's stream while one entry's headers are read, refusing more than
-    :data:`MAX_HEADER_BYTES` (a PAX header claiming gigabytes would be read whole)."""
-
-    def __init__(self, stream, offset: int):
-        self._stream = stream
-        self._offset = offset
-        self._left = MAX_HEADER_BYTES
-
-    def read(self, n: int) -> bytes:
-        self._left -= n
-        if self._left < 0:
-            raise _BadTar(f"the headers of the entry at offset {self._offset} are larger than "
-                          f"{MAX_HEADER_BYTES >> 20} MiB")
-        return self._stream.read(n)
-
-    def tell(self) -> int:
-        return self._stream.tell()
-
-
-class _TarInfo(tarfile.TarInfo):
-    """tarfile's header parsing with the rules of Go's archive/tar (what images are
-    written and read with): a damaged or truncated header is an error, not the end of
-    the archive; a stream that ends cleanly between entries is the end; headers are
-    bounded."""
-
-    @classmethod
-    def fromtarfile(cls, tar):
-        if isinstance(tar.fileobj, _HeaderBudget):  # a PAX or long-name header's next one
-            return super().fromtarfile(tar)
-        stream = tar.fileobj
-        tar.fileobj = _HeaderBudget(stream, tar.offset)
-        try:
-            return super().fromtarfile(tar)
-        except tarfile.EmptyHeaderError:
-            raise tarfile.EOFHeaderError("end of data") from None
-        except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as exc:
-            raise _BadTar(f"damaged tar header at offset {tar.offset}: {exc}") from None
-        finally:
-            tar.fileobj = stream
 
 
 # -- the staging tree, through descriptors -----------------------------------------------------
@@ -425,47 +350,22 @@ def _parts(name: str, entry: str) -> tuple[str, ...]:
     return parts
 
 
-def _mtime_ns(member: tarfile.TarInfo) -> int:
-    """The modification time in nanoseconds: exact from a PAX record (tarfile rounds it
-    through a float), else the header's whole seconds."""
-    text = (member.pax_headers or {}).get("mtime")
-    if text is None:
-        seconds = member.mtime
-        if not isinstance(seconds, int):
-            raise UnsafeLayer(f"entry {member.name!r} has an invalid modification time {seconds!r}")
-        ns = seconds * _NS
-    else:
-        match = _PAX_TIME.fullmatch(text)
-        if match is None:
-            raise UnsafeLayer(f"entry {member.name!r} has an invalid modification time {text!r}")
-        sign, whole, fraction = match.groups()
-        ns = int(whole) * _NS + int((fraction or "")[:9].ljust(9, "0"))
-        ns = -ns if sign else ns
-    if not -(2**63) <= ns // _NS < 2**63:
-        raise UnsafeLayer(f"entry {member.name!r} has a modification time out of range")
-    return ns
-
-
-def _has_xattrs(member) -> bool:
-    return any(key.startswith(XATTR_PREFIX) for key in member.pax_headers or ())
-
-
-def _check_member(member: tarfile.TarInfo) -> None:
+def _check_member(member: TarEntry) -> None:
     """Refuse what no honest tar writer produces and the system calls cannot take."""
     entry = member.name
     if "\x00" in member.linkname:
         raise UnsafeLayer(f"entry {entry!r} has a NUL byte in its link target")
     for what, value in (("uid", member.uid), ("gid", member.gid)):
-        if not isinstance(value, int) or not 0 <= value <= _MAX_ID:
+        if not 0 <= value <= _MAX_ID:
             raise UnsafeLayer(f"entry {entry!r} has an invalid {what} {value!r}")
-    if not isinstance(member.size, int) or member.size < 0:
-        raise UnsafeLayer(f"entry {entry!r} has an invalid size {member.size!r}")
+    if not -(2**63) <= member.mtime_ns // _NS < 2**63:
+        raise UnsafeLayer(f"entry {entry!r} has a modification time out of range")
     if member.ischr() or member.isblk():
         for what, value in (("major", member.devmajor), ("minor", member.devminor)):
             if not 0 <= value < 2**32:
                 raise UnsafeLayer(f"entry {entry!r} has an invalid device {what} number {value}")
-    for key in member.pax_headers or {}:
-        if key.startswith(XATTR_PREFIX) and "\x00" in key:
+    for name in member.xattrs:
+        if "\x00" in name:
             raise UnsafeLayer(f"entry {entry!r} has a NUL byte in an extended attribute name")
 
 
@@ -521,8 +421,7 @@ class LayerApplier:
         :class:`LayerStream`, when already started)."""
         with stream or _layer_stream(layer) as stream:
             try:
-                self.apply(_ChunkReader(stream.next_chunk), layer.digest)
-                stream.drain()  # end-of-archive blocks and padding the tar reader left unread
+                self.apply(stream.next_chunk, layer.digest).drain()  # and what follows the archive
                 if self._writers is not None:
                     try:
                         self._writers.wait()
@@ -534,30 +433,24 @@ class LayerApplier:
                 raise
             stream.check()
 
-    def apply(self, stream, layer_name: str) -> None:
-        """Apply the uncompressed tar ``stream`` of the layer ``layer_name``."""
+    def apply(self, next_chunk: Callable[[], bytes], layer_name: str) -> TarReader:
+        """Apply the uncompressed tar stream that ``next_chunk`` hands out (``b""`` at its
+        end) of the layer ``layer_name``; returns the reader, to drain what follows."""
         self._written = set()
         last = None
+        reader = TarReader(next_chunk)
         try:
-            with tarfile.open(fileobj=stream, mode="r|", bufsize=TAR_BUFSIZE, tarinfo=_TarInfo,
-                              encoding="utf-8", errors="surrogateescape") as tar:
-                while True:
-                    member = tar.next()
-                    if member is None:
-                        break
-                    tar.members.clear()  # tarfile keeps every header otherwise
-                    last = member.name
-                    self._entry(tar, member)
-                    self.report.entries += 1
-        except UnpackError as exc:
-            if isinstance(exc, _BadTar):
-                where = f" after entry {last!r}" if last is not None else ""
-                raise UnpackError(f"layer {layer_name} is not a valid tar stream{where}: {exc}") from None
-            raise type(exc)(f"layer {layer_name}: {exc}") from None
-        except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError, ValueError, OverflowError) as exc:
+            while (member := reader.next()) is not None:
+                last = member.name
+                self._entry(reader, member)
+                self.report.entries += 1
+        except InvalidTar as exc:
             where = f" after entry {last!r}" if last is not None else ""
-            raise UnpackError(f"layer {layer_name} is not a valid tar stream{where}: {exc}") from None
+            raise InvalidTar(f"layer {layer_name} is not a valid tar stream{where}: {exc}") from None
+        except UnpackError as exc:
+            raise type(exc)(f"layer {layer_name}: {exc}") from None
         self.report.layers += 1
+        return reader
 
     def finish(self) -> None:
         """Set directory modes and times last, deepest first, each on the very directory
@@ -586,22 +479,21 @@ class LayerApplier:
 
     # -- one entry -----------------------------------------------------------------------
 
-    def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def _entry(self, reader: TarReader, member: TarEntry) -> None:
         try:
-            self._apply_entry(tar, member)
+            self._apply_entry(reader, member)
         except UnpackError:
             raise
-        except (OSError, ValueError, OverflowError, tarfile.TarError, EOFError, zlib.error,
-                zstandard.ZstdError) as exc:
+        except (OSError, ValueError, OverflowError) as exc:
             raise UnpackError(f"entry {member.name!r}: {exc}") from None
         finally:
             self.tree.end_entry()
 
-    def _apply_entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def _apply_entry(self, reader: TarReader, member: TarEntry) -> None:
         entry = member.name
         parts = _parts(entry, entry)
         _check_member(member)
-        mtime_ns = _mtime_ns(member)
+        mtime_ns = member.mtime_ns
         if not parts:
             if not member.isdir():
                 raise UnsafeLayer(f"entry {entry!r} would replace the root directory with a non-directory")
@@ -619,7 +511,7 @@ class LayerApplier:
             self._directory(member, parent_fd, name, path, mtime_ns)
         else:
             if member.isreg():
-                self._file(tar, member, parent_fd, name, mtime_ns)
+                self._file(reader, member, parent_fd, name, mtime_ns)
             elif member.issym():
                 self._symlink(member, parent_fd, name, mtime_ns)
             elif member.islnk():
@@ -678,32 +570,30 @@ class LayerApplier:
         finally:
             os.close(fd)
 
-    def _file(self, tar, member, parent_fd: int, name: str, mtime_ns: int, source=True) -> None:
+    def _file(self, reader: TarReader | None, member: TarEntry, parent_fd: int, name: str, mtime_ns: int) -> None:
+        """A regular file (``reader`` gives its body; ``None``: an empty placeholder)."""
         mode = member.mode & 0o7777
         fd = self._replacing(parent_fd, name, lambda: os.open(name, _NEW_FILE, mode & 0o777, dir_fd=parent_fd))
-        size = member.size if source else 0
-        if self._writers is not None and size <= POOLED_FILE_SIZE and not _has_xattrs(member):
+        size = member.size if reader is not None else 0
+        chmod = mode if mode & 0o7000 or mode & self._umask else None  # else created with that mode
+        if self._writers is not None and size <= POOLED_FILE_SIZE and not member.xattrs:
             try:
-                pieces = [tar.extractfile(member).read()] if size else []
+                pieces = list(reader.body()) if size else []
             except BaseException:
                 os.close(fd)
                 raise
-            chmod = mode if mode & 0o7000 or mode & self._umask else None
             owner = (member.uid, member.gid) if self.privileged else None
             self._writers.submit(FileJob(fd, pieces, size, mtime_ns, owner, chmod, member.name))
             return
         try:
-            if source and member.size:
-                body = tar.extractfile(member)
-                buffer = bytearray(min(CHUNK_SIZE, member.size))
-                view = memoryview(buffer)
-                while n := body.readinto(buffer):
-                    written = 0
-                    while written < n:
-                        written += os.write(fd, view[written:n])
+            if size:
+                for piece in reader.body():
+                    written = os.write(fd, piece)
+                    while written < len(piece):
+                        written += os.write(fd, piece[written:])
             self._own(member, fd)  # before chmod: chown clears set-id bits
-            if mode & 0o7000 or mode & self._umask:  # else created with exactly that mode
-                os.chmod(fd, mode)
+            if chmod is not None:
+                os.chmod(fd, chmod)
             self._xattrs(member, fd)
             os.utime(fd, ns=(mtime_ns, mtime_ns))
         finally:
@@ -740,7 +630,7 @@ class LayerApplier:
     def _device(self, member, parent_fd: int, name: str, mtime_ns: int) -> None:
         if not member.isfifo() and not self.privileged:
             # As umoci --rootless: an empty file in its place, with its mode and times.
-            self._file(None, member, parent_fd, name, mtime_ns, source=False)
+            self._file(None, member, parent_fd, name, mtime_ns)
             self.report.device_placeholders.append(member.name)
             log.debug("entry %r: device node written as an empty file (needs root)", member.name)
             return
@@ -775,11 +665,7 @@ class LayerApplier:
         """Set the entry's xattrs on ``target``: a descriptor, or a /proc path (its last
         component followed only if ``follow``: a /proc/self/fd link to the node itself).
         What cannot be set is reported by name."""
-        for key, value in (member.pax_headers or {}).items():
-            if not key.startswith(XATTR_PREFIX):
-                continue
-            name = key[len(XATTR_PREFIX):]
-            data = value.encode("utf-8", "surrogateescape")
+        for name, data in member.xattrs.items():
             try:
                 if isinstance(target, int):
                     os.setxattr(target, name, data)
