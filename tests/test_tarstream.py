@@ -756,7 +756,8 @@ def test_sparse_holes_come_in_bounded_pieces(tmp_path):
             stored += piece
         position += len(piece)
     assert position == 3 << 30
-    assert stored.strip(b"\0") == b"middle" + bytes(stored.strip(b"\0").index(b"end") - 6) + b"end"
+    written = bytes(stored).strip(b"\0")
+    assert written.startswith(b"middle") and written.endswith(b"end") and not written[6:-3].strip(b"\0")
     assert reader.next() is None
 
 
@@ -999,8 +1000,8 @@ def hostile(draw) -> bytes:
     return mutate(seed, changes, draw(st.booleans()), length)
 
 
-@FUZZ
-@given(data=hostile(), sizes=st.lists(st.integers(1, 2000), min_size=1, max_size=3),
+@FUZZ  # (chunks of a few bytes are the differential tests' business: here they only cost time)
+@given(data=hostile(), sizes=st.lists(st.integers(16, 4096), min_size=1, max_size=3),
        bodies=st.lists(st.integers(0, 4), min_size=1, max_size=3))
 def test_any_bytes_give_entries_or_invalid_tar(data, sizes, bodies):
     tracemalloc.start()
