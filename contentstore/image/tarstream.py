@@ -456,12 +456,16 @@ class TarReader:
     def _pax_sparse(self, records: dict[bytes, bytes], pairs: list[int] | None, typeflag: int,
                     stored: int, offset: int) -> tuple[int, bytes] | None:
         """Read a PAX sparse entry's map (0.0, 0.1 or 1.0); its real size and name, or
-        None for an unknown version (the entry is then a plain file, as in Go)."""
+        None when the records do not make it sparse: an unknown version, or other
+        ``GNU.sparse`` records alone (the entry is then a plain file, as in Go)."""
         version = (records.get(b"GNU.sparse.major") or None, records.get(b"GNU.sparse.minor") or None)
         if version == (b"1", b"0"):
             format_10 = True
-        elif version in ((b"0", b"0"), (b"0", b"1")) or version == (None, None):
+        elif version in ((b"0", b"0"), (b"0", b"1")):
             format_10 = False
+        elif version == (None, None) and (pairs or records.get(b"GNU.sparse.map")
+                                          or records.get(b"GNU.sparse.size")):
+            format_10 = False  # 0.0 and 0.1 have no version records
         else:
             return None
         if typeflag not in _REGULAR:
