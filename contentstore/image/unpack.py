@@ -259,6 +259,19 @@ class _Tree:
             self._retired.append(self._fds.popitem(last=False)[1])  # the least recently used
         return child
 
+    def adopt(self, path: tuple[str, ...], fd: int) -> None:
+        """Keep ``fd``, a directory just made at the real path ``path``, for the entries
+        that follow (its children, as a rule); it closes with the others."""
+        if len(path) > FD_CACHE_DEPTH:
+            self._retired.append(fd)
+            return
+        old = self._fds.pop(path, None)
+        if old is not None:
+            self._retired.append(old)
+        self._fds[path] = fd
+        if len(self._fds) > FD_CACHE_SIZE:
+            self._retired.append(self._fds.popitem(last=False)[1])
+
     def walk(self, parts: tuple[str, ...], entry: str, create: bool) -> tuple[int, tuple[str, ...]] | None:
         """The directory that ``parts`` names, symlinks resolved inside the root.
 
@@ -318,17 +331,32 @@ class _Tree:
             fds.append(fd)
         return fds[-1], tuple(stack)
 
-    def open_exact(self, path: tuple[str, ...]) -> int | None:
-        """A readable descriptor of the directory at the real path ``path`` (the
-        caller's to close), reached with O_NOFOLLOW at every component; ``None`` if it
+    def exact(self, path: tuple[str, ...]) -> int | None:
+        """The directory at the real path ``path`` (the tree's descriptor, open until
+        :meth:`end_entry`), reached with O_NOFOLLOW at every component; ``None`` if it
         is not there as a directory."""
         fd = self.root_fd
         stack: list[str] = []
         try:
-            for part in path[:-1]:
+            for part in path:
                 fd = self._child(fd, stack, part)
                 stack.append(part)
-            return os.open(path[-1], _DIR_READ, dir_fd=fd) if path else os.dup(self.root_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                return None
+            raise
+        return fd
+
+    def open_exact(self, path: tuple[str, ...]) -> int | None:
+        """A readable descriptor of the directory at the real path ``path`` (the
+        caller's to close), as :meth:`exact` finds it; ``None`` if it is not there."""
+        if not path:
+            return os.dup(self.root_fd)
+        parent = self.exact(path[:-1])
+        if parent is None:
+            return None
+        try:
+            return os.open(path[-1], _DIR_READ, dir_fd=parent)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
                 return None
@@ -456,18 +484,12 @@ class LayerApplier:
         """Set directory modes and times last, deepest first, each on the very directory
         recorded; then the root's (from a ``./`` entry, else 0755)."""
         for key, meta in sorted(self._dirs.items(), key=lambda item: len(item[1].path), reverse=True):
-            fd = self.tree.open_exact(meta.path)
-            if fd is None:
-                continue
             try:
-                st = os.fstat(fd)
-                if (st.st_dev, st.st_ino) != key:
-                    continue  # replaced since: what is there now is not what was recorded
-                if meta.mode != meta.applied:
-                    os.chmod(fd, meta.mode)
-                os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
+                if meta.mode == meta.applied:
+                    self._set_directory_time(key, meta)
+                else:
+                    self._set_directory_mode_and_time(key, meta)
             finally:
-                os.close(fd)
                 self.tree.end_entry()
         self._dirs.clear()
         if self._root_meta is None:
@@ -476,6 +498,32 @@ class LayerApplier:
             mode, mtime_ns = self._root_meta
             os.chmod(self.root_fd, mode)
             os.utime(self.root_fd, ns=(mtime_ns, mtime_ns))
+
+    def _set_directory_time(self, key: tuple[int, int], meta: _DirMeta) -> None:
+        """Times only (the mode it has is the one asked): relative to its parent, never
+        following a symlink, if the name still holds that directory."""
+        parent = self.tree.exact(meta.path[:-1])
+        if parent is None:
+            return
+        name = meta.path[-1]
+        st = _lstat(name, parent)
+        if st is None or (st.st_dev, st.st_ino) != key:
+            return  # replaced since: what is there now is not what was recorded
+        os.utime(name, ns=(meta.mtime_ns, meta.mtime_ns), dir_fd=parent, follow_symlinks=False)
+
+    def _set_directory_mode_and_time(self, key: tuple[int, int], meta: _DirMeta) -> None:
+        """Mode and times, on the directory itself, opened and checked."""
+        fd = self.tree.open_exact(meta.path)
+        if fd is None:
+            return
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != key:
+                return  # replaced since
+            os.chmod(fd, meta.mode)
+            os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
+        finally:
+            os.close(fd)
 
     # -- one entry -----------------------------------------------------------------------
 
@@ -560,15 +608,13 @@ class LayerApplier:
             if existing is None or not stat.S_ISDIR(existing.st_mode):  # a directory stays, with what it holds
                 self._replacing(parent_fd, name, lambda: os.mkdir(name, mode, dir_fd=parent_fd))
         fd = os.open(name, _DIR_READ, dir_fd=parent_fd)
-        try:
-            st = os.fstat(fd)
-            self._own(member, fd)
-            if not made:
-                os.chmod(fd, mode)
-            self._xattrs(member, fd)
-            self._dirs[(st.st_dev, st.st_ino)] = _DirMeta(path, member.mode & 0o7777, mtime_ns, mode)
-        finally:
-            os.close(fd)
+        self.tree.adopt(path, fd)  # its children come next
+        st = os.fstat(fd)
+        self._own(member, fd)
+        if not made:
+            os.chmod(fd, mode)
+        self._xattrs(member, fd)
+        self._dirs[(st.st_dev, st.st_ino)] = _DirMeta(path, member.mode & 0o7777, mtime_ns, mode)
 
     def _file(self, reader: TarReader | None, member: TarEntry, parent_fd: int, name: str, mtime_ns: int) -> None:
         """A regular file (``reader`` gives its body; ``None``: an empty placeholder)."""
