@@ -187,6 +187,19 @@ class UnsafeLayer(UnpackError):
     """A layer holds an entry that would write outside the target directory."""
 
 
+class InvalidTar(UnpackError):
+    """A layer's tar stream cannot be parsed: a damaged header (bad checksum, a number
+    that is not one), an inconsistent PAX record or sparse map, headers larger than
+    allowed, or a stream that ends inside an entry.
+
+    :ivar offset: the stream offset of the entry (or header) at fault, when known.
+    """
+
+    def __init__(self, message: str, offset: int | None = None):
+        super().__init__(message)
+        self.offset = offset
+
+
 # -- concurrency -------------------------------------------------------------------------
 
 

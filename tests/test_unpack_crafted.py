@@ -100,9 +100,9 @@ def test_truncated_layers(tmp_path):
     (_, end1), (second, end2), _ = offsets(tar)
     store = Store(tmp_path / "store")
     in_header = image(store, "example.com/crafted/cut-header:1", tar[:second + 100])
-    refused(store, in_header, tmp_path, "one.txt", "damaged tar header")
+    refused(store, in_header, tmp_path, "one.txt", "truncated")
     in_body = image(store, "example.com/crafted/cut-body:1", tar[:second + 512 + 1000])
-    refused(store, in_body, tmp_path, "two.txt", "unexpected end of data")
+    refused(store, in_body, tmp_path, "two.txt", "truncated")
 
 
 def test_a_layer_ending_between_entries_without_end_blocks_is_whole(tmp_path):

@@ -25,11 +25,16 @@ tarfile's ``data_filter`` does not fit image layers: it refuses absolute symlink
 which images legitimately hold (``/etc/alternatives/*``), and checks paths against the
 host's view of symlinks rather than the image's. So the checks are our own.
 
-Each layer is read as a stream, in time linear in its size and bounded memory: the blob
-through a hasher (its digest), a bounded decompressing reader, a second hasher (its
-diffID), then tarfile in stream mode; file bodies are copied in ``CHUNK_SIZE`` pieces.
-What tarfile leaves unread (end-of-archive blocks, padding) goes through the hashers too,
-and both digests are checked.
+Each layer is read as a stream, in time linear in its size and bounded memory, by three
+kinds of worker: a :class:`~contentstore.image.layerprocess.LayerProcess` (a child
+process; a :class:`~contentstore.image.layerstream.LayerStream` thread for a blob that is
+no file or not compressed) reads the blob, hashes it (its digest), decompresses it and
+hashes that (its diffID), reading the whole blob even when the archive ends early; the
+caller's thread parses
+the tar (:mod:`contentstore.image.tarstream`) and makes every entry, in order, through
+descriptors; small files' bodies (views of the decompressed chunks, never copies) and
+metadata are finished by a pool of :mod:`~contentstore.image.writers`. Both digests are
+checked when the layer is done.
 
 The layers are applied in a private directory beside the target and renamed into place
 only when all of them applied and verified, so a refused, tampered or broken image
@@ -43,39 +48,33 @@ import logging
 import os
 import re
 import stat
-import tarfile
 import tempfile
-import zlib
-from collections import deque
+from collections import OrderedDict, deque
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
-import zstandard
-
-from contentstore.errors import DigestMismatch, UnpackError, UnsafeLayer
-from contentstore.image.compression import decompressed_reader
-from contentstore.model.digest import Digest, from_hasher
-from contentstore.model.limits import CHUNK_SIZE
+from contentstore.errors import InvalidTar, UnpackError, UnsafeLayer
+from contentstore.image.layerprocess import LayerProcess, layer_source
+from contentstore.image.layerstream import LayerStream
+from contentstore.image.tarstream import TarEntry, TarReader
+from contentstore.image.writers import FileJob, FileWriters
 
 log = logging.getLogger(__name__)
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
-XATTR_PREFIX = "SCHILY.xattr."
 MAX_SYMLINK_HOPS = 40
 #: Directories nested deeper than this are refused (PATH_MAX allows about 2,000 one-letter
 #: components; real trees stay far below): it bounds descriptors held and loops.
 MAX_DEPTH = 512
-#: The most header bytes (PAX records, GNU long names, sparse maps) one entry may have;
-#: Go's archive/tar allows 1 MiB for each special header.
-MAX_HEADER_BYTES = 2 << 20
-#: What tarfile asks of the decompressed stream at a time; every small read of tarfile's
-#: stream mode copies what remains of its buffer, so this stays small.
-TAR_BUFSIZE = 64 * 1024
+#: Threads writing file bodies and metadata (:mod:`contentstore.image.writers`), and the
+#: largest file they are given (larger ones are written as they stream).
+WRITERS = 2
+POOLED_FILE_SIZE = 256 << 10
 #: Directory descriptors kept open between entries (entries come grouped by directory).
-FD_CACHE_SIZE = 128
+FD_CACHE_SIZE = 256
 FD_CACHE_DEPTH = 64
 
 _O_PATH = getattr(os, "O_PATH", os.O_RDONLY)
@@ -134,82 +133,8 @@ class LayerInput:
 # -- reading a layer -----------------------------------------------------------------------
 
 
-class _HashingReader:
-    """Hashes every byte read through it."""
-
-    def __init__(self, source: BinaryIO, hasher):
-        self._source = source
-        self.hasher = hasher
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._source.read(n)
-        if self.hasher is not None:
-            self.hasher.update(data)
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-    def drain(self) -> None:
-        while self.read(CHUNK_SIZE):
-            pass
-
-
-class _BadTar(UnpackError):
-    """A tar header that does not parse (raised through tarfile, which would otherwise
-    take a damaged header for the end of the archive)."""
-
-
-class _HeaderBudget:
-    """Stands for tarfile's stream while one entry's headers are read, refusing more than
-    :data:`MAX_HEADER_BYTES` (a PAX header claiming gigabytes would be read whole)."""
-
-    def __init__(self, stream, offset: int):
-        self._stream = stream
-        self._offset = offset
-        self._left = MAX_HEADER_BYTES
-
-    def read(self, n: int) -> bytes:
-        self._left -= n
-        if self._left < 0:
-            raise _BadTar(f"the headers of the entry at offset {self._offset} are larger than "
-                          f"{MAX_HEADER_BYTES >> 20} MiB")
-        return self._stream.read(n)
-
-    def tell(self) -> int:
-        return self._stream.tell()
-
-
-class _TarInfo(tarfile.TarInfo):
-    """tarfile's header parsing with the rules of Go's archive/tar (what images are
-    written and read with): a damaged or truncated header is an error, not the end of
-    the archive; a stream that ends cleanly between entries is the end; headers are
-    bounded."""
-
-    @classmethod
-    def fromtarfile(cls, tar):
-        if isinstance(tar.fileobj, _HeaderBudget):  # a PAX or long-name header's next one
-            return super().fromtarfile(tar)
-        stream = tar.fileobj
-        tar.fileobj = _HeaderBudget(stream, tar.offset)
-        try:
-            return super().fromtarfile(tar)
-        except tarfile.EmptyHeaderError:
-            raise tarfile.EOFHeaderError("end of data") from None
-        except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as exc:
-            raise _BadTar(f"damaged tar header at offset {tar.offset}: {exc}") from None
-        finally:
-            tar.fileobj = stream
-
-
-def _hasher(digest: str | None):
-    return Digest(digest).hasher() if digest else None
-
-
-def _check_digest(reader: _HashingReader, expected: str, what: str) -> None:
-    actual = from_hasher(reader.hasher)
-    if actual != expected:
-        raise DigestMismatch(expected, actual, what)
+def _layer_stream(layer: LayerInput) -> LayerStream | LayerProcess:
+    return layer_source(layer.open, layer.compression, layer.digest or None, layer.diff_id, layer.digest)
 
 
 # -- the staging tree, through descriptors -----------------------------------------------------
@@ -289,117 +214,156 @@ def _names(fd: int) -> list[str]:
 class _Tree:
     """The staging root, reached only through directory descriptors opened one
     component at a time with ``O_NOFOLLOW``; image symlinks are resolved here, inside the
-    root, as the container will see them."""
+    root, as the container will see them.
+
+    Descriptors :meth:`walk` returns belong to the tree and stay open until
+    :meth:`end_entry` (called after each entry): directories reached recently are kept
+    open, keyed by their real path, so an entry whose parent was reached before costs no
+    system call to find it. The cache is dropped whenever a directory is removed (a
+    name may then hold something else).
+    """
 
     def __init__(self, root_fd: int):
         self.root_fd = root_fd
-        self._fds: dict[tuple[str, ...], int] = {}  # real directories (no symlink in the key)
+        self._fds: OrderedDict[tuple[str, ...], int] = OrderedDict()  # real dirs (no symlink in the key)
+        self._retired: list[int] = []  # closed at the end of the entry
 
     def close(self) -> None:
         self.forget()
+        self.end_entry()
 
     def forget(self) -> None:
         """Drop every cached descriptor (a directory was removed: names may now hold
-        something else)."""
-        fds, self._fds = self._fds, {}
-        for fd in fds.values():
+        something else); they close at the end of the entry."""
+        self._retired.extend(self._fds.values())
+        self._fds.clear()
+
+    def end_entry(self) -> None:
+        """Close the descriptors the entry used that are not kept."""
+        retired, self._retired = self._retired, []
+        for fd in retired:
             os.close(fd)
 
-    def _child(self, fd: int, stack: list[str], part: str, transient: list[int]) -> int:
+    def _child(self, fd: int, stack: list[str], part: str) -> int:
         """Open the directory ``part`` in ``fd`` (cached when shallow enough); raise
         OSError (ENOENT, ELOOP for a symlink, ENOTDIR) as openat does."""
         key = (*stack, part) if len(stack) < FD_CACHE_DEPTH else None
         if key is not None:
             cached = self._fds.get(key)
             if cached is not None:
+                self._fds.move_to_end(key)
                 return cached
         child = os.open(part, _DIR_PATH, dir_fd=fd)
-        if key is not None and len(self._fds) < FD_CACHE_SIZE:
-            self._fds[key] = child
-        else:
-            transient.append(child)
+        if key is None:
+            self._retired.append(child)
+            return child
+        self._fds[key] = child
+        if len(self._fds) > FD_CACHE_SIZE:
+            self._retired.append(self._fds.popitem(last=False)[1])  # the least recently used
         return child
 
-    def walk(self, parts: Iterable[str], entry: str, create: bool) -> tuple[int, tuple[str, ...]] | None:
+    def adopt(self, path: tuple[str, ...], fd: int) -> None:
+        """Keep ``fd``, a directory just made at the real path ``path``, for the entries
+        that follow (its children, as a rule); it closes with the others."""
+        if len(path) > FD_CACHE_DEPTH:
+            self._retired.append(fd)
+            return
+        old = self._fds.pop(path, None)
+        if old is not None:
+            self._retired.append(old)
+        self._fds[path] = fd
+        if len(self._fds) > FD_CACHE_SIZE:
+            self._retired.append(self._fds.popitem(last=False)[1])
+
+    def walk(self, parts: tuple[str, ...], entry: str, create: bool) -> tuple[int, tuple[str, ...]] | None:
         """The directory that ``parts`` names, symlinks resolved inside the root.
 
-        Returns a descriptor of it that the caller closes, and its real path (components,
-        no symlink among them); ``None`` when a component is missing (or not a directory)
-        and not ``create``. Missing directories are made (0755) when ``create``.
+        Returns a descriptor of it (the tree's, open until :meth:`end_entry`) and its
+        real path (components, no symlink among them); ``None`` when a component is
+        missing (or not a directory) and not ``create``. Missing directories are made
+        (0755) when ``create``.
         """
-        if len(self._fds) >= FD_CACHE_SIZE:
-            self.forget()
+        if not parts:
+            return self.root_fd, ()
+        cached = self._fds.get(parts)  # a real path reached before: nothing to resolve
+        if cached is not None:
+            self._fds.move_to_end(parts)
+            return cached, parts
         stack: list[str] = []
         fds = [self.root_fd]
-        transient: list[int] = []
         pending = deque(parts)
         hops = 0
-        try:
-            while pending:
-                part = pending.popleft()
-                if part in ("", "."):
-                    continue
-                if part == "..":
-                    if not stack:
-                        raise UnsafeLayer(f"entry {entry!r} climbs out of the root directory")
-                    stack.pop()
-                    fds.pop()
-                    continue
-                if len(stack) >= MAX_DEPTH:
-                    raise UnpackError(f"entry {entry!r} nests directories deeper than {MAX_DEPTH} levels")
-                try:
-                    fd = self._child(fds[-1], stack, part, transient)
-                except FileNotFoundError:
+        while pending:
+            part = pending.popleft()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not stack:
+                    raise UnsafeLayer(f"entry {entry!r} climbs out of the root directory")
+                stack.pop()
+                fds.pop()
+                continue
+            if len(stack) >= MAX_DEPTH:
+                raise UnpackError(f"entry {entry!r} nests directories deeper than {MAX_DEPTH} levels")
+            try:
+                fd = self._child(fds[-1], stack, part)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                os.mkdir(part, 0o755, dir_fd=fds[-1])
+                fd = self._child(fds[-1], stack, part)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                    raise
+                st = _lstat(part, fds[-1])
+                if st is None or not stat.S_ISLNK(st.st_mode):
                     if not create:
                         return None
-                    os.mkdir(part, 0o755, dir_fd=fds[-1])
-                    fd = self._child(fds[-1], stack, part, transient)
-                except OSError as exc:
-                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-                        raise
-                    st = _lstat(part, fds[-1])
-                    if st is None or not stat.S_ISLNK(st.st_mode):
-                        if not create:
-                            return None
-                        where = "/".join((*stack, part))
-                        raise UnpackError(f"entry {entry!r}: {where} is not a directory") from None
-                    hops += 1
-                    if hops > MAX_SYMLINK_HOPS:
-                        raise UnsafeLayer(f"entry {entry!r}: too many levels of symbolic links") from None
-                    target = os.readlink(part, dir_fd=fds[-1])
-                    if target.startswith("/"):  # absolute: from the image's root
-                        stack.clear()
-                        del fds[1:]
-                    pending.extendleft(reversed(target.split("/")))
-                    continue
-                stack.append(part)
-                fds.append(fd)
-            return os.dup(fds[-1]), tuple(stack)
-        finally:
-            self._release(transient)
+                    where = "/".join((*stack, part))
+                    raise UnpackError(f"entry {entry!r}: {where} is not a directory") from None
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    raise UnsafeLayer(f"entry {entry!r}: too many levels of symbolic links") from None
+                target = os.readlink(part, dir_fd=fds[-1])
+                if target.startswith("/"):  # absolute: from the image's root
+                    stack.clear()
+                    del fds[1:]
+                pending.extendleft(reversed(target.split("/")))
+                continue
+            stack.append(part)
+            fds.append(fd)
+        return fds[-1], tuple(stack)
 
-    @staticmethod
-    def _release(transient: list[int]) -> None:
-        for fd in transient:
-            os.close(fd)
-
-    def open_exact(self, path: tuple[str, ...]) -> int | None:
-        """A readable descriptor of the directory at the real path ``path``, reached with
-        O_NOFOLLOW at every component; ``None`` if it is not there as a directory."""
-        transient: list[int] = []
+    def exact(self, path: tuple[str, ...]) -> int | None:
+        """The directory at the real path ``path`` (the tree's descriptor, open until
+        :meth:`end_entry`), reached with O_NOFOLLOW at every component; ``None`` if it
+        is not there as a directory."""
         fd = self.root_fd
         stack: list[str] = []
         try:
-            for part in path[:-1]:
-                fd = self._child(fd, stack, part, transient)
+            for part in path:
+                fd = self._child(fd, stack, part)
                 stack.append(part)
-            return os.open(path[-1], _DIR_READ, dir_fd=fd) if path else os.dup(self.root_fd)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
                 return None
             raise
-        finally:
-            self._release(transient)
+        return fd
+
+    def open_exact(self, path: tuple[str, ...]) -> int | None:
+        """A readable descriptor of the directory at the real path ``path`` (the
+        caller's to close), as :meth:`exact` finds it; ``None`` if it is not there."""
+        if not path:
+            return os.dup(self.root_fd)
+        parent = self.exact(path[:-1])
+        if parent is None:
+            return None
+        try:
+            return os.open(path[-1], _DIR_READ, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                return None
+            raise
 
 
 # -- entries -------------------------------------------------------------------------------
@@ -417,57 +381,53 @@ def _parts(name: str, entry: str) -> tuple[str, ...]:
     return parts
 
 
-def _mtime_ns(member: tarfile.TarInfo) -> int:
-    """The modification time in nanoseconds: exact from a PAX record (tarfile rounds it
-    through a float), else the header's whole seconds."""
-    text = (member.pax_headers or {}).get("mtime")
-    if text is None:
-        seconds = member.mtime
-        if not isinstance(seconds, int):
-            raise UnsafeLayer(f"entry {member.name!r} has an invalid modification time {seconds!r}")
-        ns = seconds * _NS
-    else:
-        match = _PAX_TIME.fullmatch(text)
-        if match is None:
-            raise UnsafeLayer(f"entry {member.name!r} has an invalid modification time {text!r}")
-        sign, whole, fraction = match.groups()
-        ns = int(whole) * _NS + int((fraction or "")[:9].ljust(9, "0"))
-        ns = -ns if sign else ns
-    if not -(2**63) <= ns // _NS < 2**63:
-        raise UnsafeLayer(f"entry {member.name!r} has a modification time out of range")
-    return ns
-
-
-def _check_member(member: tarfile.TarInfo) -> None:
+def _check_member(member: TarEntry) -> None:
     """Refuse what no honest tar writer produces and the system calls cannot take."""
     entry = member.name
     if "\x00" in member.linkname:
         raise UnsafeLayer(f"entry {entry!r} has a NUL byte in its link target")
     for what, value in (("uid", member.uid), ("gid", member.gid)):
-        if not isinstance(value, int) or not 0 <= value <= _MAX_ID:
+        if not 0 <= value <= _MAX_ID:
             raise UnsafeLayer(f"entry {entry!r} has an invalid {what} {value!r}")
-    if not isinstance(member.size, int) or member.size < 0:
-        raise UnsafeLayer(f"entry {entry!r} has an invalid size {member.size!r}")
+    if not -(2**63) <= member.mtime_ns // _NS < 2**63:
+        raise UnsafeLayer(f"entry {entry!r} has a modification time out of range")
     if member.ischr() or member.isblk():
         for what, value in (("major", member.devmajor), ("minor", member.devminor)):
             if not 0 <= value < 2**32:
                 raise UnsafeLayer(f"entry {entry!r} has an invalid device {what} number {value}")
-    for key in member.pax_headers or {}:
-        if key.startswith(XATTR_PREFIX) and "\x00" in key:
+    for name in member.xattrs:
+        if "\x00" in name:
             raise UnsafeLayer(f"entry {entry!r} has a NUL byte in an extended attribute name")
 
 
 @dataclass
 class _DirMeta:
     path: tuple[str, ...]
-    mode: int
+    mode: int  # to apply at the end
     mtime_ns: int
+    applied: int  # the mode it has until then
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (other threads may be creating
+    files); set and restored where /proc does not say."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
 
 
 class LayerApplier:
     """Applies layer tar streams, in order, to one (private, empty) root directory."""
 
-    def __init__(self, root: Path, report: UnpackReport, rootless: bool | None = None):
+    def __init__(self, root: Path, report: UnpackReport, rootless: bool | None = None,
+                 writers: int = WRITERS):
         self.root = Path(root)
         self.report = report
         self.privileged = (os.geteuid() == 0) if rootless is None else not rootless
@@ -476,75 +436,64 @@ class LayerApplier:
         self._dirs: dict[tuple[int, int], _DirMeta] = {}  # (st_dev, st_ino) -> applied at the end
         self._root_meta: tuple[int, int] | None = None  # mode, mtime_ns of the entry "./"
         self._written: set[str] = set()  # this layer's paths and their parents (for whiteouts)
+        self._umask = _umask()  # what new files and directories lose from the mode asked
+        self._writers = FileWriters(writers) if writers else None
 
     def close(self) -> None:
+        if self._writers is not None:
+            self._writers.close()
         self.tree.close()
         os.close(self.root_fd)
 
     # -- layers ------------------------------------------------------------------------
 
-    def apply_layer(self, layer: LayerInput) -> None:
-        """Apply one layer, verifying its digest and diffID as it streams."""
-        with layer.open() as raw:
-            blob = _HashingReader(raw, _hasher(layer.digest))
+    def apply_layer(self, layer: LayerInput, stream: LayerStream | LayerProcess | None = None) -> None:
+        """Apply one layer, verifying its digest and diffID as it streams (``stream``: its
+        :class:`LayerStream`, when already started)."""
+        with stream or _layer_stream(layer) as stream:
             try:
-                data = _HashingReader(decompressed_reader(blob, layer.compression), _hasher(layer.diff_id))
-                self.apply(data, layer.digest)
-                try:
-                    data.drain()  # end-of-archive blocks and padding tarfile left unread
-                except (EOFError, zlib.error, zstandard.ZstdError) as exc:
-                    raise UnpackError(f"layer {layer.digest} does not decompress: {exc}") from None
-                blob.drain()
+                self.apply(stream.next_chunk, layer.digest).drain()  # and what follows the archive
+                if self._writers is not None:
+                    try:
+                        self._writers.wait()
+                    except UnpackError as exc:
+                        raise type(exc)(f"layer {layer.digest}: {exc}") from None
             except UnpackError:
-                blob.drain()  # a damaged blob is reported as such, not as a strange layer
-                if layer.digest:
-                    _check_digest(blob, layer.digest, f"layer {layer.digest}")
+                stream.check_blob()  # a damaged blob is reported as such, not as a strange layer
+                stream.check()  # and a stream cut short by a decompression error as that
                 raise
-            if layer.digest:
-                _check_digest(blob, layer.digest, f"layer {layer.digest}")
-            if layer.diff_id:
-                _check_digest(data, layer.diff_id, f"uncompressed layer {layer.digest}")
+            stream.check()
 
-    def apply(self, stream, layer_name: str) -> None:
-        """Apply the uncompressed tar ``stream`` of the layer ``layer_name``."""
+    def apply(self, next_chunk: Callable[[], bytes], layer_name: str) -> TarReader:
+        """Apply the uncompressed tar stream that ``next_chunk`` hands out (``b""`` at its
+        end) of the layer ``layer_name``; returns the reader, to drain what follows."""
         self._written = set()
         last = None
+        reader = TarReader(next_chunk)
         try:
-            with tarfile.open(fileobj=stream, mode="r|", bufsize=TAR_BUFSIZE, tarinfo=_TarInfo,
-                              encoding="utf-8", errors="surrogateescape") as tar:
-                while True:
-                    member = tar.next()
-                    if member is None:
-                        break
-                    tar.members.clear()  # tarfile keeps every header otherwise
-                    last = member.name
-                    self._entry(tar, member)
-                    self.report.entries += 1
-        except UnpackError as exc:
-            if isinstance(exc, _BadTar):
-                where = f" after entry {last!r}" if last is not None else ""
-                raise UnpackError(f"layer {layer_name} is not a valid tar stream{where}: {exc}") from None
-            raise type(exc)(f"layer {layer_name}: {exc}") from None
-        except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError, ValueError, OverflowError) as exc:
+            while (member := reader.next()) is not None:
+                last = member.name
+                self._entry(reader, member)
+                self.report.entries += 1
+        except InvalidTar as exc:
             where = f" after entry {last!r}" if last is not None else ""
-            raise UnpackError(f"layer {layer_name} is not a valid tar stream{where}: {exc}") from None
+            raise InvalidTar(f"layer {layer_name} is not a valid tar stream{where}: {exc}") from None
+        except UnpackError as exc:
+            raise type(exc)(f"layer {layer_name}: {exc}") from None
         self.report.layers += 1
+        return reader
 
     def finish(self) -> None:
         """Set directory modes and times last, deepest first, each on the very directory
         recorded; then the root's (from a ``./`` entry, else 0755)."""
         for key, meta in sorted(self._dirs.items(), key=lambda item: len(item[1].path), reverse=True):
-            fd = self.tree.open_exact(meta.path)
-            if fd is None:
-                continue
             try:
-                st = os.fstat(fd)
-                if (st.st_dev, st.st_ino) != key:
-                    continue  # replaced since: what is there now is not what was recorded
-                os.chmod(fd, meta.mode)
-                os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
+                if meta.mode == meta.applied:
+                    self._set_directory_time(key, meta)
+                else:
+                    self._set_directory_mode_and_time(key, meta)
             finally:
-                os.close(fd)
+                self.tree.end_entry()
         self._dirs.clear()
         if self._root_meta is None:
             os.chmod(self.root_fd, 0o755)
@@ -553,22 +502,49 @@ class LayerApplier:
             os.chmod(self.root_fd, mode)
             os.utime(self.root_fd, ns=(mtime_ns, mtime_ns))
 
+    def _set_directory_time(self, key: tuple[int, int], meta: _DirMeta) -> None:
+        """Times only (the mode it has is the one asked): relative to its parent, never
+        following a symlink, if the name still holds that directory."""
+        parent = self.tree.exact(meta.path[:-1])
+        if parent is None:
+            return
+        name = meta.path[-1]
+        st = _lstat(name, parent)
+        if st is None or (st.st_dev, st.st_ino) != key:
+            return  # replaced since: what is there now is not what was recorded
+        os.utime(name, ns=(meta.mtime_ns, meta.mtime_ns), dir_fd=parent, follow_symlinks=False)
+
+    def _set_directory_mode_and_time(self, key: tuple[int, int], meta: _DirMeta) -> None:
+        """Mode and times, on the directory itself, opened and checked."""
+        fd = self.tree.open_exact(meta.path)
+        if fd is None:
+            return
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != key:
+                return  # replaced since
+            os.chmod(fd, meta.mode)
+            os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
+        finally:
+            os.close(fd)
+
     # -- one entry -----------------------------------------------------------------------
 
-    def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def _entry(self, reader: TarReader, member: TarEntry) -> None:
         try:
-            self._apply_entry(tar, member)
+            self._apply_entry(reader, member)
         except UnpackError:
             raise
-        except (OSError, ValueError, OverflowError, tarfile.TarError, EOFError, zlib.error,
-                zstandard.ZstdError) as exc:
+        except (OSError, ValueError, OverflowError) as exc:
             raise UnpackError(f"entry {member.name!r}: {exc}") from None
+        finally:
+            self.tree.end_entry()
 
-    def _apply_entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def _apply_entry(self, reader: TarReader, member: TarEntry) -> None:
         entry = member.name
         parts = _parts(entry, entry)
         _check_member(member)
-        mtime_ns = _mtime_ns(member)
+        mtime_ns = member.mtime_ns
         if not parts:
             if not member.isdir():
                 raise UnsafeLayer(f"entry {entry!r} would replace the root directory with a non-directory")
@@ -581,25 +557,22 @@ class LayerApplier:
             self._whiteout(parts, entry)
             return
         parent_fd, stack = self.tree.walk(parts[:-1], entry, create=True)
-        try:
-            path = (*stack, name)
-            if member.isdir():
-                self._directory(member, parent_fd, name, path, mtime_ns)
+        path = (*stack, name)
+        if member.isdir():
+            self._directory(member, parent_fd, name, path, mtime_ns)
+        else:
+            if member.isreg():
+                self._file(reader, member, parent_fd, name, mtime_ns)
+            elif member.issym():
+                self._symlink(member, parent_fd, name, mtime_ns)
+            elif member.islnk():
+                self._hardlink(member, parent_fd, name)
+            elif member.ischr() or member.isblk() or member.isfifo():
+                self._device(member, parent_fd, name, mtime_ns)
             else:
-                if member.isreg():
-                    self._file(tar, member, parent_fd, name, mtime_ns)
-                elif member.issym():
-                    self._symlink(member, parent_fd, name, mtime_ns)
-                elif member.islnk():
-                    self._hardlink(member, parent_fd, name)
-                elif member.ischr() or member.isblk() or member.isfifo():
-                    self._device(member, parent_fd, name, mtime_ns)
-                else:
-                    log.warning("entry %r: unsupported tar type %r, skipped", entry, member.type)
-                    return
-            self._mark_written(path)
-        finally:
-            os.close(parent_fd)
+                log.warning("entry %r: unsupported tar type %r, skipped", entry, member.type)
+                return
+        self._mark_written(path)
 
     def _mark_written(self, path: tuple[str, ...]) -> None:
         for depth in range(len(path), 0, -1):
@@ -628,35 +601,48 @@ class LayerApplier:
             return make()
 
     def _directory(self, member, parent_fd: int, name: str, path: tuple[str, ...], mtime_ns: int) -> None:
+        mode = member.mode & 0o777 | 0o700  # ours to fill until the end; no set-id yet
         try:
-            os.mkdir(name, 0o700, dir_fd=parent_fd)
+            os.mkdir(name, mode, dir_fd=parent_fd)
+            made = not mode & self._umask  # made with exactly that mode
         except FileExistsError:
+            made = False
             existing = _lstat(name, parent_fd)
             if existing is None or not stat.S_ISDIR(existing.st_mode):  # a directory stays, with what it holds
-                self._replacing(parent_fd, name, lambda: os.mkdir(name, 0o700, dir_fd=parent_fd))
+                self._replacing(parent_fd, name, lambda: os.mkdir(name, mode, dir_fd=parent_fd))
         fd = os.open(name, _DIR_READ, dir_fd=parent_fd)
-        try:
-            st = os.fstat(fd)
-            self._own(member, fd)
-            os.chmod(fd, member.mode & 0o777 | 0o700)  # ours to fill until the end; no set-id yet
-            self._xattrs(member, fd)
-            self._dirs[(st.st_dev, st.st_ino)] = _DirMeta(path, member.mode & 0o7777, mtime_ns)
-        finally:
-            os.close(fd)
+        self.tree.adopt(path, fd)  # its children come next
+        st = os.fstat(fd)
+        self._own(member, fd)
+        if not made:
+            os.chmod(fd, mode)
+        self._xattrs(member, fd)
+        self._dirs[(st.st_dev, st.st_ino)] = _DirMeta(path, member.mode & 0o7777, mtime_ns, mode)
 
-    def _file(self, tar, member, parent_fd: int, name: str, mtime_ns: int, source=True) -> None:
-        fd = self._replacing(parent_fd, name, lambda: os.open(name, _NEW_FILE, 0o600, dir_fd=parent_fd))
+    def _file(self, reader: TarReader | None, member: TarEntry, parent_fd: int, name: str, mtime_ns: int) -> None:
+        """A regular file (``reader`` gives its body; ``None``: an empty placeholder)."""
+        mode = member.mode & 0o7777
+        fd = self._replacing(parent_fd, name, lambda: os.open(name, _NEW_FILE, mode & 0o777, dir_fd=parent_fd))
+        size = member.size if reader is not None else 0
+        chmod = mode if mode & 0o7000 or mode & self._umask else None  # else created with that mode
+        if self._writers is not None and size <= POOLED_FILE_SIZE and not member.xattrs:
+            try:
+                pieces = list(reader.body()) if size else []
+            except BaseException:
+                os.close(fd)
+                raise
+            owner = (member.uid, member.gid) if self.privileged else None
+            self._writers.submit(FileJob(fd, pieces, size, mtime_ns, owner, chmod, member.name))
+            return
         try:
-            if source and member.size:
-                body = tar.extractfile(member)
-                buffer = bytearray(min(CHUNK_SIZE, member.size))
-                view = memoryview(buffer)
-                while n := body.readinto(buffer):
-                    written = 0
-                    while written < n:
-                        written += os.write(fd, view[written:n])
+            if size:
+                for piece in reader.body():
+                    written = os.write(fd, piece)
+                    while written < len(piece):
+                        written += os.write(fd, piece[written:])
             self._own(member, fd)  # before chmod: chown clears set-id bits
-            os.chmod(fd, member.mode & 0o7777)
+            if chmod is not None:
+                os.chmod(fd, chmod)
             self._xattrs(member, fd)
             os.utime(fd, ns=(mtime_ns, mtime_ns))
         finally:
@@ -681,22 +667,19 @@ class LayerApplier:
             raise UnsafeLayer(f"entry {member.name!r} is a hard link to {member.linkname!r}, "
                               f"which is not in the image")
         target_fd, _ = found
-        try:
-            st = _lstat(target[-1], target_fd)
-            if st is None:
-                raise UnsafeLayer(f"entry {member.name!r} is a hard link to {member.linkname!r}, "
-                                  f"which is not in the image")
-            if stat.S_ISDIR(st.st_mode):
-                raise UnsafeLayer(f"entry {member.name!r} is a hard link to a directory")
-            self._replacing(parent_fd, name, lambda: os.link(target[-1], name, src_dir_fd=target_fd,
-                                                             dst_dir_fd=parent_fd, follow_symlinks=False))
-        finally:
-            os.close(target_fd)
+        st = _lstat(target[-1], target_fd)
+        if st is None:
+            raise UnsafeLayer(f"entry {member.name!r} is a hard link to {member.linkname!r}, "
+                              f"which is not in the image")
+        if stat.S_ISDIR(st.st_mode):
+            raise UnsafeLayer(f"entry {member.name!r} is a hard link to a directory")
+        self._replacing(parent_fd, name, lambda: os.link(target[-1], name, src_dir_fd=target_fd,
+                                                         dst_dir_fd=parent_fd, follow_symlinks=False))
 
     def _device(self, member, parent_fd: int, name: str, mtime_ns: int) -> None:
         if not member.isfifo() and not self.privileged:
             # As umoci --rootless: an empty file in its place, with its mode and times.
-            self._file(None, member, parent_fd, name, mtime_ns, source=False)
+            self._file(None, member, parent_fd, name, mtime_ns)
             self.report.device_placeholders.append(member.name)
             log.debug("entry %r: device node written as an empty file (needs root)", member.name)
             return
@@ -731,11 +714,7 @@ class LayerApplier:
         """Set the entry's xattrs on ``target``: a descriptor, or a /proc path (its last
         component followed only if ``follow``: a /proc/self/fd link to the node itself).
         What cannot be set is reported by name."""
-        for key, value in (member.pax_headers or {}).items():
-            if not key.startswith(XATTR_PREFIX):
-                continue
-            name = key[len(XATTR_PREFIX):]
-            data = value.encode("utf-8", "surrogateescape")
+        for name, data in member.xattrs.items():
             try:
                 if isinstance(target, int):
                     os.setxattr(target, name, data)
@@ -760,20 +739,17 @@ class LayerApplier:
         if found is None:
             return  # nothing there to hide
         parent_fd, stack = found
-        try:
-            if opaque:
-                self._prune(stack)
-                return
-            st = _lstat(victim, parent_fd)
-            if st is None:
-                return
-            path = (*stack, victim)
-            if "/".join(path) not in self._written:
-                self._remove(parent_fd, victim, st)
-            elif stat.S_ISDIR(st.st_mode):
-                self._prune(path)  # written by this very layer: only what lower layers put there goes
-        finally:
-            os.close(parent_fd)
+        if opaque:
+            self._prune(stack)
+            return
+        st = _lstat(victim, parent_fd)
+        if st is None:
+            return
+        path = (*stack, victim)
+        if "/".join(path) not in self._written:
+            self._remove(parent_fd, victim, st)
+        elif stat.S_ISDIR(st.st_mode):
+            self._prune(path)  # written by this very layer: only what lower layers put there goes
 
     def _prune(self, path: tuple[str, ...]) -> None:
         """Remove from the directory at ``path``, and from its subdirectories this layer
@@ -844,10 +820,17 @@ def unpack_layers(layers: Iterable[LayerInput | tuple], directory: Path, rootles
     try:
         applier = LayerApplier(staging, report, rootless)
         try:
-            for layer in layers:
-                if not isinstance(layer, LayerInput):
-                    layer = LayerInput(*layer)
-                applier.apply_layer(layer)
+            inputs = [layer if isinstance(layer, LayerInput) else LayerInput(*layer) for layer in layers]
+            upcoming: LayerStream | LayerProcess | None = None
+            try:
+                for index, layer in enumerate(inputs):
+                    stream = upcoming or _layer_stream(layer)
+                    # the next layer is read and decompressed while this one is applied
+                    upcoming = _layer_stream(inputs[index + 1]) if index + 1 < len(inputs) else None
+                    applier.apply_layer(layer, stream)
+            finally:
+                if upcoming is not None:
+                    upcoming.close()
             try:
                 applier.finish()
             except OSError as exc:
