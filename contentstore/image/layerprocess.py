@@ -139,6 +139,8 @@ def _child(compression: str, blob_algorithm: str, diff_algorithm: str) -> int:
     import hashlib
     import zlib
 
+    import zstandard
+
     from contentstore.image.compression import decompressor
 
     blob_hasher = hashlib.new(blob_algorithm) if blob_algorithm != "-" else None
@@ -160,10 +162,7 @@ def _child(compression: str, blob_algorithm: str, diff_algorithm: str) -> int:
         except BrokenPipeError:  # the parent stopped reading: hash on, for the digest
             reader_gone = True
 
-    failures: tuple[type[BaseException], ...] = (zlib.error, EOFError, VerificationError, ValueError)
-    if compression == "zstd":
-        import zstandard
-        failures += (zstandard.ZstdError,)
+    failures = (zlib.error, zstandard.ZstdError, EOFError, VerificationError, ValueError)
     while data := os.read(0, PIPE_SIZE):
         if blob_hasher is not None:
             blob_hasher.update(data)

@@ -26,11 +26,9 @@ which images legitimately hold (``/etc/alternatives/*``), and checks paths again
 host's view of symlinks rather than the image's. So the checks are our own.
 
 Each layer is read as a stream, in time linear in its size and bounded memory, by three
-kinds of worker: a :class:`~contentstore.image.layerprocess.LayerProcess` (a child
-process; a :class:`~contentstore.image.layerstream.LayerStream` thread for a blob that is
-no file or not compressed) reads the blob, hashes it (its digest), decompresses it and
-hashes that (its diffID), reading the whole blob even when the archive ends early; the
-caller's thread parses
+kinds of thread: a :class:`~contentstore.image.layerstream.LayerStream` reads the blob,
+hashes it (its digest), decompresses it and hashes that (its diffID) on a thread of its
+own, reading the whole blob even when the archive ends early; the caller's thread parses
 the tar (:mod:`contentstore.image.tarstream`) and makes every entry, in order, through
 descriptors; small files' bodies (views of the decompressed chunks, never copies) and
 metadata are finished by a pool of :mod:`~contentstore.image.writers`. Both digests are
