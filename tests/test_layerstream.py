@@ -170,18 +170,3 @@ def test_a_blob_that_is_no_file_is_read_by_a_thread():
         assert isinstance(stream, LayerStream)
         read_all(stream)
         stream.check()
-
-
-def test_the_child_imports_nothing_from_the_working_directory(tmp_path, monkeypatch):
-    trap = tmp_path / "cwd" / "contentstore"
-    trap.mkdir(parents=True)
-    (trap / "__init__.py").write_text("raise SystemExit('imported from the working directory')\n")
-    monkeypatch.chdir(tmp_path / "cwd")
-    path = tmp_path / "blob"
-    blob = gzip.compress(DATA, 1)
-    path.write_bytes(blob)
-    with open(path, "rb") as file:
-        stream = LayerProcess(file, "gzip", sha(blob), sha(DATA))
-    with stream:
-        assert read_all(stream) == DATA
-        stream.check()

@@ -52,8 +52,7 @@ class LayerProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT, env.get("PYTHONPATH")]))
         self._process = subprocess.Popen(
-            # -P: nothing from the working directory is imported (it could hold anything)
-            [sys.executable, "-P", "-m", "contentstore.image.layerprocess", compression, *algorithms],
+            [sys.executable, "-m", "contentstore.image.layerprocess", compression, *algorithms],
             stdin=blob, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, bufsize=0)
         self._out = self._process.stdout.fileno()
         try:
