@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
 from contentstore.errors import InvalidTar, UnpackError, UnsafeLayer
-from contentstore.image.layerprocess import LayerProcess, layer_source
 from contentstore.image.layerstream import LayerStream
 from contentstore.image.tarstream import TarEntry, TarReader
 from contentstore.image.writers import FileJob, FileWriters
@@ -131,8 +130,8 @@ class LayerInput:
 # -- reading a layer -----------------------------------------------------------------------
 
 
-def _layer_stream(layer: LayerInput) -> LayerStream | LayerProcess:
-    return layer_source(layer.open, layer.compression, layer.digest or None, layer.diff_id, layer.digest)
+def _layer_stream(layer: LayerInput) -> LayerStream:
+    return LayerStream(layer.open, layer.compression, layer.digest or None, layer.diff_id, layer.digest)
 
 
 # -- the staging tree, through descriptors -----------------------------------------------------
@@ -445,7 +444,7 @@ class LayerApplier:
 
     # -- layers ------------------------------------------------------------------------
 
-    def apply_layer(self, layer: LayerInput, stream: LayerStream | LayerProcess | None = None) -> None:
+    def apply_layer(self, layer: LayerInput, stream: LayerStream | None = None) -> None:
         """Apply one layer, verifying its digest and diffID as it streams (``stream``: its
         :class:`LayerStream`, when already started)."""
         with stream or _layer_stream(layer) as stream:
@@ -819,7 +818,7 @@ def unpack_layers(layers: Iterable[LayerInput | tuple], directory: Path, rootles
         applier = LayerApplier(staging, report, rootless)
         try:
             inputs = [layer if isinstance(layer, LayerInput) else LayerInput(*layer) for layer in layers]
-            upcoming: LayerStream | LayerProcess | None = None
+            upcoming: LayerStream | None = None
             try:
                 for index, layer in enumerate(inputs):
                     stream = upcoming or _layer_stream(layer)
