@@ -14,7 +14,9 @@ import pytest
 
 from contentstore import Store
 
-from unpacking import MODES, asdict, entry, give_to_nobody, image, open_tmp, tar_of, unpack  # noqa: F401
+from unpacking import MODES, asdict, entry, give_to_nobody, image, open_tmp, tar_of, unpack, writers  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("writers")  # each test with and without writer threads
 
 NS = 10**9
 

@@ -13,9 +13,10 @@ import pytest
 
 from contentstore import Store
 
-from unpacking import MODES, entry, give_to_nobody, image, open_tmp, snapshot, tar_of, unpack  # noqa: F401
+from unpacking import MODES, entry, give_to_nobody, image, open_tmp, snapshot, tar_of, unpack, writers  # noqa: F401
 
-pytestmark = pytest.mark.needs("docker-registry")
+# each test with and without writer threads
+pytestmark = [pytest.mark.needs("docker-registry"), pytest.mark.usefixtures("writers")]
 
 #: what every hostile directory entry asks for: set-id, world-writable, 1970, another owner
 HOSTILE = dict(mode=0o6777, mtime=0, uid=4242, gid=4242)

@@ -76,3 +76,19 @@ def test_submit_waits_while_the_budget_is_spent(tmp_path):
         writers.wait()
     os.close(read_end)
     assert (tmp_path / "b").read_bytes() == b"b"
+
+
+@pytest.mark.parametrize("setting, used", [("0", False), ("2", True)])
+def test_unpack_uses_writer_threads_as_configured(setting, used, tmp_path, monkeypatch):
+    from contentstore import Store
+    from unpacking import entry, image, tar_of
+
+    submitted = []
+    real_submit = FileWriters.submit
+    monkeypatch.setattr(FileWriters, "submit", lambda self, job: (submitted.append(job.entry), real_submit(self, job)))
+    monkeypatch.setenv("CONTENTSTORE_UNPACK_WRITERS", setting)
+    store = Store(tmp_path / "store")
+    ref = image(store, "example.com/w:1", tar_of(entry("d/", "dir"), entry("d/a", data="a"), entry("d/b", data="b")))
+    store.unpack(ref, tmp_path / "out")
+    assert (tmp_path / "out" / "d" / "b").read_text() == "b"
+    assert (submitted == ["d/a", "d/b"]) == used and (submitted == []) != used

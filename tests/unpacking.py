@@ -179,3 +179,11 @@ def report_field(report, name: str):
 
 def asdict(report) -> dict:
     return report if isinstance(report, dict) else dataclasses.asdict(report)
+
+
+@pytest.fixture(params=[0, 2], ids=["no-writers", "2-writers"])
+def writers(request, monkeypatch):
+    """Runs a test with and without writer threads (on by default only without a GIL),
+    in this process and in the command lines it starts."""
+    monkeypatch.setenv("CONTENTSTORE_UNPACK_WRITERS", str(request.param))
+    return request.param

@@ -30,8 +30,9 @@ kinds of thread: a :class:`~contentstore.image.layerstream.LayerStream` reads th
 hashes it (its digest), decompresses it and hashes that (its diffID) on a thread of its
 own, reading the whole blob even when the archive ends early; the caller's thread parses
 the tar (:mod:`contentstore.image.tarstream`) and makes every entry, in order, through
-descriptors; small files' bodies (views of the decompressed chunks, never copies) and
-metadata are finished by a pool of :mod:`~contentstore.image.writers`. Both digests are
+descriptors; on an interpreter without a GIL, small files' bodies (views of the
+decompressed chunks, never copies) and metadata are finished by a pool of
+:mod:`~contentstore.image.writers` (with a GIL they cost more than they save). Both digests are
 checked when the layer is done.
 
 The layers are applied in a private directory beside the target and renamed into place
@@ -46,6 +47,7 @@ import logging
 import os
 import re
 import stat
+import sys
 import tempfile
 from collections import OrderedDict, deque
 from contextlib import AbstractContextManager
@@ -66,9 +68,25 @@ MAX_SYMLINK_HOPS = 40
 #: Directories nested deeper than this are refused (PATH_MAX allows about 2,000 one-letter
 #: components; real trees stay far below): it bounds descriptors held and loops.
 MAX_DEPTH = 512
-#: Threads writing file bodies and metadata (:mod:`contentstore.image.writers`), and the
-#: largest file they are given (larger ones are written as they stream).
-WRITERS = 2
+
+
+def default_writers() -> int:
+    """How many writer threads: ``CONTENTSTORE_UNPACK_WRITERS`` if set (0 for none),
+    else some only where threads run Python at once, an interpreter without a GIL
+    (CPython's free-threaded build). With a GIL every hand-off between the entry thread
+    and a writer costs more than the system calls it moves: on 2 cores, 45,000 files
+    (a CPython standard library) unpacked into tmpfs in 3.3 s with two writers, 1.9 s
+    with none."""
+    setting = os.environ.get("CONTENTSTORE_UNPACK_WRITERS", "").strip()
+    if setting.isdigit():
+        return min(int(setting), 64)
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    if is_gil_enabled is not None and not is_gil_enabled():
+        return min(4, os.cpu_count() or 1)
+    return 0
+
+
+#: The largest file the writer threads are given (larger ones are written as they stream).
 POOLED_FILE_SIZE = 256 << 10
 #: Directory descriptors kept open between entries (entries come grouped by directory).
 FD_CACHE_SIZE = 256
@@ -424,7 +442,7 @@ class LayerApplier:
     """Applies layer tar streams, in order, to one (private, empty) root directory."""
 
     def __init__(self, root: Path, report: UnpackReport, rootless: bool | None = None,
-                 writers: int = WRITERS):
+                 writers: int | None = None):
         self.root = Path(root)
         self.report = report
         self.privileged = (os.geteuid() == 0) if rootless is None else not rootless
@@ -434,6 +452,7 @@ class LayerApplier:
         self._root_meta: tuple[int, int] | None = None  # mode, mtime_ns of the entry "./"
         self._written: set[str] = set()  # this layer's paths and their parents (for whiteouts)
         self._umask = _umask()  # what new files and directories lose from the mode asked
+        writers = default_writers() if writers is None else writers
         self._writers = FileWriters(writers) if writers else None
 
     def close(self) -> None:
