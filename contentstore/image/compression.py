@@ -68,7 +68,27 @@ GZIP_BACKEND = next(iter(GZIP_BACKENDS))
 Sink = Callable[[bytes], object]
 
 
-class _Gzip:
+class _GzipMembers:
+    """What both gzip inflaters share: ``decompress`` through ``feed``, and a stream that
+    ends inside a member is truncated."""
+
+    _fed: bool
+
+    def feed(self, data, sink: Sink) -> None:
+        raise NotImplementedError
+
+    def decompress(self, data) -> bytes:
+        out: list[bytes] = []
+        self.feed(data, out.append)
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        if self._fed:
+            raise VerificationError("layer is a truncated gzip stream")
+        return b""
+
+
+class _Gzip(_GzipMembers):
     """Inflates gzip members one after another; hands out pieces of at most
     :data:`OUTPUT_CHUNK` bytes."""
 
@@ -116,18 +136,9 @@ class _Gzip:
                 raise
             raise zlib.error(str(exc)) from None
 
-    def decompress(self, data) -> bytes:
-        out: list[bytes] = []
-        self.feed(data, out.append)
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        if self._fed:
-            raise VerificationError("layer is a truncated gzip stream")
-        return b""
 
 
-class _IsalGzip:
+class _IsalGzip(_GzipMembers):
     """gzip inflated by ISA-L's decompressor object, which keeps the input it has not
     used yet itself (no copy of the rest of a chunk at every call, as ``decompressobj``'s
     ``unconsumed_tail`` makes): whole chunks go in, pieces of at most
@@ -164,15 +175,6 @@ class _IsalGzip:
         except self._errors as exc:
             raise zlib.error(str(exc)) from None
 
-    def decompress(self, data) -> bytes:
-        out: list[bytes] = []
-        self.feed(data, out.append)
-        return b"".join(out)
-
-    def finish(self) -> bytes:
-        if self._fed:
-            raise VerificationError("layer is a truncated gzip stream")
-        return b""
 
 
 class _Zstd:
