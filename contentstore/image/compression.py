@@ -36,7 +36,7 @@ from contentstore.model.limits import CHUNK_SIZE
 INPUT_CHUNK = 32 * 1024
 
 #: The most bytes one inflate call hands back: a bound on memory whatever the ratio.
-OUTPUT_CHUNK = 512 * 1024
+OUTPUT_CHUNK = 256 * 1024
 
 #: Compressed bytes given to one inflate call: what it has not used yet comes back as a
 #: copy (``unconsumed_tail``), so a large chunk is fed in slices of this size.
@@ -156,6 +156,13 @@ class _IsalGzip(_GzipMembers):
         self._fed = False
 
     def feed(self, data, sink: Sink) -> None:
+        if len(data) <= FEED_CHUNK:
+            return self._feed(data, sink)
+        view = memoryview(data).cast("B")  # the decompressor keeps a copy of what it has not used
+        for start in range(0, len(view), FEED_CHUNK):
+            self._feed(view[start:start + FEED_CHUNK], sink)
+
+    def _feed(self, data, sink: Sink) -> None:
         try:
             while len(data):
                 self._fed = True
