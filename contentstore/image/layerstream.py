@@ -64,6 +64,14 @@ class LayerStream:
         self._ended = False
         self._undecompressable: str | None = None  # why the blob does not decompress
         self._failure: BaseException | None = None  # the blob could not be read
+        # the diffID is hashed on a third thread: inflating and hashing 600 MiB are each
+        # about half a second, more than one core gives while entries are applied
+        self._to_hash: queue.Queue[bytes | None] | None = None
+        self._hash_thread: threading.Thread | None = None
+        if self._diff_hasher is not None:
+            self._to_hash = queue.Queue(self.DEPTH)
+            self._hash_thread = threading.Thread(target=self._hash, name=f"unpack-hash {self.name}", daemon=True)
+            self._hash_thread.start()
         self._thread = threading.Thread(target=self._produce, name=f"unpack {self.name}", daemon=True)
         self._thread.start()
 
@@ -90,13 +98,19 @@ class LayerStream:
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             self._failure = exc
         finally:
+            if self._to_hash is not None:
+                self._to_hash.put(None)
             self._queue.put(_END)
 
     def _emit(self, data: bytes) -> None:
-        if self._diff_hasher is not None:
-            self._diff_hasher.update(data)
+        if self._to_hash is not None:
+            self._to_hash.put(data)
         if not self._stopped:
             self._queue.put(data)
+
+    def _hash(self) -> None:
+        while (data := self._to_hash.get()) is not None:
+            self._diff_hasher.update(data)
 
     # -- the consumer ----------------------------------------------------------------------
 
@@ -109,6 +123,8 @@ class LayerStream:
         if not data:
             self._ended = True
             self._thread.join()
+            if self._hash_thread is not None:
+                self._hash_thread.join()
             if self._failure is not None:
                 raise self._failure
         return data
