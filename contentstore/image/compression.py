@@ -69,13 +69,11 @@ Sink = Callable[[bytes], object]
 
 
 class _GzipMembers:
-    """What both gzip inflaters share: ``decompress`` through ``feed``, and a stream that
-    ends inside a member is truncated."""
+    """What both gzip inflaters share: ``decompress`` through their ``feed``, and a
+    stream that ends inside a member (``_fed`` still set) is truncated."""
 
     _fed: bool
-
-    def feed(self, data, sink: Sink) -> None:
-        raise NotImplementedError
+    feed: Callable[[object, Sink], None]
 
     def decompress(self, data) -> bytes:
         out: list[bytes] = []
