@@ -4,7 +4,6 @@ pipeline equal to the plain hasher."""
 
 import gzip
 import hashlib
-import io
 import os
 import threading
 import zlib
@@ -18,7 +17,6 @@ from contentstore.image.compression import (
     GZIP_BACKENDS,
     OUTPUT_CHUNK,
     DiffIDHasher,
-    GzipReader,
     ThreadedDiffIDHasher,
     decompressor,
 )
@@ -196,11 +194,16 @@ def test_threaded_hasher_holds_bounded_bytes_and_stops_when_blocked(monkeypatch)
     assert not closer.is_alive() and not blocked._thread.is_alive()
 
 
-def test_gzip_reader_with_each_backend(backend):
-    blob = gzip.compress(DATA[:10]) + gzip.compress(DATA[10:])
-    reader = GzipReader(io.BytesIO(blob))
-    assert b"".join(iter(lambda: reader.read(70_000), b"")) == DATA
+def test_gzip_members_garbage_and_truncation_as_unpack_reads_them():
+    """What unpack's layer thread pushes through :func:`decompressor` (Go's rules)."""
+    out = []
+    inflater = decompressor("gzip")
+    inflater.feed(gzip.compress(DATA[:10]) + gzip.compress(DATA[10:]), out.append)
+    inflater.finish()
+    assert b"".join(out) == DATA
     with pytest.raises(zlib.error):  # bytes after a member that start no other one
-        GzipReader(io.BytesIO(gzip.compress(b"x") + b"garbage that is not gzip")).read()
-    with pytest.raises(EOFError):
-        GzipReader(io.BytesIO(gzip.compress(DATA)[:-100])).read()
+        decompressor("gzip").feed(gzip.compress(b"x") + b"garbage that is not gzip", out.append)
+    truncated = decompressor("gzip")
+    truncated.feed(gzip.compress(DATA)[:-100], out.append)
+    with pytest.raises(VerificationError):
+        truncated.finish()

@@ -4,9 +4,10 @@ Compressions are named ``gzip``, ``zstd``, ``none`` and ``not-a-tar`` (what the
 ``contentstore_layer_compression`` hook answers). Multi-member gzip and multi-frame
 zstd streams are handled as single streams, as Go's readers do.
 
-Two shapes: :func:`decompressor` (push compressed bytes in, get what they inflate to,
-for hashing as a download arrives) and :func:`decompressed_reader` (a file object that
-pulls from a compressed one, for unpacking). Neither ever holds more than about
+:func:`decompressor` takes compressed bytes pushed in and hands out what they inflate
+to (for hashing as a download arrives, and for unpacking, whose
+:class:`~contentstore.image.layerstream.LayerStream` pushes the blob in). It never holds
+more than about
 :data:`OUTPUT_CHUNK` of output and one input chunk, whatever the compression ratio: a
 gigabyte of zeros gzips to a megabyte, and must not be inflated in one piece.
 
@@ -30,10 +31,6 @@ from typing import BinaryIO, Callable
 from contentstore.errors import InvalidManifest, VerificationError
 from contentstore.model.digest import Digest, from_hasher
 from contentstore.model.limits import CHUNK_SIZE
-
-#: Compressed bytes read at a time by :class:`GzipReader`. Small, because zlib hands
-#: back the input it has not used yet as a new bytes object on every call.
-INPUT_CHUNK = 32 * 1024
 
 #: The most bytes one inflate call hands back: a bound on memory whatever the ratio.
 OUTPUT_CHUNK = 256 * 1024
@@ -453,78 +450,3 @@ def diff_id_of(stream: BinaryIO, compression: str) -> Digest:
     while n := readinto(buffer):
         hasher.update(view[:n])
     return hasher.digest()
-
-
-class GzipReader:
-    """The decompressed bytes of a (multi-member) gzip stream, read from ``source``.
-
-    ``read(n)`` returns at most ``n`` bytes and only ``b""`` at the end of the last
-    member; a stream that ends inside a member raises :class:`EOFError`, bytes after a
-    member that do not start another one raise :class:`zlib.error` (as Go's reader).
-    """
-
-    def __init__(self, source: BinaryIO, input_chunk: int = INPUT_CHUNK, backend: str | None = None):
-        self._source = source
-        self._input_chunk = input_chunk
-        self._module, self._errors = GZIP_BACKENDS[backend or GZIP_BACKEND]
-        self._input = b""
-        self._member = None  # the current member's decompressobj, None between members
-        self._eof = False
-
-    def readable(self) -> bool:
-        return True
-
-    def _fill(self) -> bool:
-        if not self._input:
-            self._input = self._source.read(self._input_chunk)
-        return bool(self._input)
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            return b"".join(iter(lambda: self.read(CHUNK_SIZE), b""))
-        while n and not self._eof:
-            if self._member is None:
-                if not self._fill():
-                    self._eof = True  # the end, between members
-                    break
-                self._member = self._module.decompressobj(wbits=16 + zlib.MAX_WBITS)
-            elif not self._fill():
-                raise EOFError("gzip stream ends inside a member (truncated)")
-            try:
-                out = self._member.decompress(self._input, n)
-            except self._errors as exc:
-                if isinstance(exc, zlib.error):
-                    raise
-                raise zlib.error(str(exc)) from None
-            if self._member.eof:
-                self._input = self._member.unused_data  # another member may follow
-                self._member = None
-            else:
-                self._input = self._member.unconsumed_tail
-            if out:
-                return out
-        return b""
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._input = b""
-        self._member = None
-
-
-def decompressed_reader(source: BinaryIO, compression: str) -> BinaryIO:
-    """A file object reading the decompressed bytes of ``source`` (``read(n)`` returns at
-    most ``n`` bytes), with bounded memory. Closing it does not close ``source``."""
-    if compression == "gzip":
-        return GzipReader(source)
-    if compression == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(source, read_size=INPUT_CHUNK,
-                                                          read_across_frames=True, closefd=False)
-    if compression == "none":
-        return source
-    raise InvalidManifest(f"unknown layer compression {compression!r}")
