@@ -27,8 +27,8 @@ host's view of symlinks rather than the image's. So the checks are our own.
 
 Each layer is read as a stream, in time linear in its size and bounded memory, by three
 kinds of thread: a :class:`~contentstore.image.layerstream.LayerStream` reads the blob,
-hashes it (its digest), decompresses it and hashes that (its diffID) on a thread of its
-own, reading the whole blob even when the archive ends early; the caller's thread parses
+hashes it (its digest) and decompresses it on a thread of its own (and hashes that, the
+diffID, on another), reading the whole blob even when the archive ends early; the caller's thread parses
 the tar (:mod:`contentstore.image.tarstream`) and makes every entry, in order, through
 descriptors; on an interpreter without a GIL, small files' bodies (views of the
 decompressed chunks, never copies) and metadata are finished by a pool of
